@@ -1,0 +1,95 @@
+"""The demo study: does depth help an MLP on scikit-learn's digits? (runs offline)."""
+
+import keras
+import keras_tuner as kt
+
+from kplaybook import datasets
+from kplaybook import spaces
+from kplaybook.tuners import PlaybookTuner
+
+DEMO_PROJECT = "demo"
+SCIENTIFIC = {"num_hidden_layers": [1, 2, 3]}
+
+
+class DepthHyperModel(kt.HyperModel):
+    """An MLP classifier whose depth is the scientific hyperparameter.
+
+    Nuisance hyperparameters come from `kp.spaces.adam(hp, budget)`: with a
+    budget of 10-24 trials per study that is the learning rate and
+    1 - beta_1, the playbook's choice for that budget.
+
+    Args:
+        budget: int, trials per study (sizes the optimizer space).
+        input_dim: int, features per example.
+        num_classes: int.
+        units: int, width of each hidden layer (held constant).
+    """
+
+    def __init__(self, budget, input_dim=64, num_classes=10, units=64):
+        super().__init__()
+        self.budget = budget
+        self.input_dim = input_dim
+        self.num_classes = num_classes
+        self.units = units
+
+    def build(self, hp):
+        model = keras.Sequential([keras.Input((self.input_dim,))])
+        for _ in range(hp.Int("num_hidden_layers", 1, 3)):
+            model.add(keras.layers.Dense(self.units, activation="relu"))
+        model.add(keras.layers.Dense(self.num_classes, activation="softmax"))
+        model.compile(
+            optimizer=spaces.adam(hp, self.budget),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+
+def run_depth_study(
+    dataset=datasets.OFFLINE_DATASET,
+    trials_per_study=12,
+    epochs=10,
+    directory="saved_studies",
+    project_name=DEMO_PROJECT,
+    seed=0,
+    overwrite=True,
+    batch_size=64,
+):
+    """Run the depth study and return its `kp.Study`.
+
+    Example:
+        >>> study = run_depth_study(trials_per_study=2, epochs=1, directory="/tmp/s")
+    """
+    (x, y), (x_val, y_val) = datasets.load(dataset)
+    hypermodel = DepthHyperModel(
+        trials_per_study, input_dim=x.shape[1], num_classes=int(max(y.max(), y_val.max())) + 1
+    )
+    tuner = PlaybookTuner(
+        hypermodel,
+        objective="val_loss",
+        scientific=SCIENTIFIC,
+        trials_per_study=trials_per_study,
+        search="quasi_random",
+        seed=seed,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+    )
+    tuner.search(
+        x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size, verbose=0
+    )
+    return tuner.study()
+
+
+def format_best(study):
+    """The best trial per scientific value as a printable table."""
+    table = study.best_per_scientific()
+    columns = [
+        c
+        for c in list(study.scientific)
+        + ["trial_id", "objective", "best_step", "completed", "infeasible"]
+        + study.nuisance
+        if c in table.columns
+    ]
+    table = table[columns].rename(columns={"objective": study.objective})
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -1,0 +1,264 @@
+"""Nested studies: one nuisance search of equal budget per scientific value (PLAYBOOK.md C, D)."""
+
+from keras_tuner.engine import hyperparameters as hp_module
+from keras_tuner.engine import trial as trial_module
+from keras_tuner.oracles import BayesianOptimizationOracle
+
+from kplaybook import roles
+from kplaybook.oracles.base import STATE_KEY
+from kplaybook.oracles.base import PlaybookOracle
+from kplaybook.oracles.sampling import DEFAULT_SKIP
+from kplaybook.oracles.sampling import PseudoRandomSampler
+from kplaybook.oracles.sampling import QuasiRandomSampler
+from kplaybook.oracles.sampling import plain
+from kplaybook.oracles.sampling import stream_seed
+
+SEARCHES = ("quasi_random", "random", "bayesian")
+
+
+class NestedStudyOracle(PlaybookOracle):
+    """Runs one nuisance study per scientific value, with equal budgets.
+
+    The playbook compares scientific values fairly by giving each its own
+    search over the nuisance hyperparameters, of the same size, and then
+    comparing each study's best trial. This oracle does that inside one
+    KerasTuner search:
+
+    - every hyperparameter `build(hp)` declares is *scientific* (named in
+      `scientific`), *fixed* (named in `fixed`, registered as `hp.Fixed`) or
+      *nuisance* (everything else);
+    - each combination of scientific values (the Cartesian product when
+      several names are given) gets exactly `trials_per_study` trials;
+    - trials are scheduled round-robin over the combinations, so a study
+      stopped early stays balanced;
+    - with `paired=True` (the default) every scientific value sees the same
+      nuisance points, a paired comparison; `paired=False` gives each its own
+      sequence;
+    - `search="quasi_random"` (scrambled Halton), `"random"`, or
+      `"bayesian"`: KerasTuner's Gaussian-process search over the nuisance
+      dimensions only, fitted to each scientific value's own trials, after
+      `num_initial_points` quasi-random trials per value.
+
+    Trial slot `k` belongs to scientific combination `k % n` and nuisance
+    point `k // n`. KerasTuner retries an interrupted or crashed trial under
+    its own id before creating new ones, so after a resume no slot is lost or
+    run twice. All decisions are made here, on the chief, which keeps
+    KerasTuner's distributed chief/worker mode working unchanged.
+
+    Args:
+        objective: str or `keras_tuner.Objective`.
+        scientific: dict name -> list of values to compare.
+        fixed: dict name -> value held constant.
+        trials_per_study: int, nuisance trials per scientific combination.
+        search: "quasi_random", "random" or "bayesian".
+        seed: int or None; 0 is a seed.
+        paired: bool, whether all scientific values share nuisance points.
+        hyperparameters: optional `keras_tuner.HyperParameters` to
+            pre-register hyperparameters.
+        num_initial_points: for `search="bayesian"`, quasi-random trials per
+            scientific value before the Gaussian process takes over (default
+            3 per nuisance dimension, at least 3, as in KerasTuner).
+        skip: int, initial Halton points skipped.
+        **kwargs: `max_retries_per_trial`, `max_consecutive_failed_trials`,
+            `allow_new_entries`, `tune_new_entries`, as for KerasTuner oracles.
+
+    Example:
+
+    ```python
+    oracle = kp.oracles.NestedStudyOracle(
+        "val_loss", scientific={"num_layers": [1, 2, 3]},
+        fixed={"activation": "relu"}, trials_per_study=16,
+        search="quasi_random", seed=0)
+    ```
+    """
+
+    study_kind = "nested"
+
+    def __init__(
+        self,
+        objective=None,
+        scientific=None,
+        fixed=None,
+        trials_per_study=16,
+        search="quasi_random",
+        seed=None,
+        paired=True,
+        hyperparameters=None,
+        num_initial_points=None,
+        skip=DEFAULT_SKIP,
+        **kwargs,
+    ):
+        self.scientific, self.fixed = roles.check_role_arguments(scientific, fixed)
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}.")
+        if (
+            isinstance(trials_per_study, bool)
+            or not isinstance(trials_per_study, int)
+            or trials_per_study < 1
+        ):
+            raise ValueError(
+                f"trials_per_study must be a positive int, got {trials_per_study!r}."
+            )
+        self.cells = roles.scientific_cells(self.scientific)
+        super().__init__(
+            objective=objective,
+            max_trials=len(self.cells) * trials_per_study,
+            seed=seed,
+            hyperparameters=hyperparameters,
+            **kwargs,
+        )
+        self.trials_per_study = trials_per_study
+        self.search = search
+        self.paired = bool(paired)
+        self.skip = int(skip)
+        self.num_initial_points = num_initial_points
+        self._trial_slots = {}
+        self._roles_applied = False
+        self._dimensions = None
+        self._samplers = {}
+
+    # -- roles ---------------------------------------------------------------
+
+    def update_space(self, hyperparameters):
+        """Merge newly declared hyperparameters, then apply and check the roles."""
+        super().update_space(hyperparameters)
+        if not self.hyperparameters.space:
+            return
+        self.hyperparameters = roles.apply_roles(
+            self.hyperparameters,
+            self.scientific,
+            self.fixed,
+            check_unknown=not self._roles_applied,
+        )
+        self._roles_applied = True
+
+    def nuisance_names(self):
+        """The nuisance hyperparameters: declared, tunable, not scientific."""
+        return roles.nuisance_names(self.hyperparameters, self.scientific)
+
+    # -- scheduling ----------------------------------------------------------
+
+    def cell_of(self, trial_id):
+        """Index into `self.cells` of the scientific combination a trial belongs to."""
+        return self._trial_slots[trial_id] % len(self.cells)
+
+    def populate_space(self, trial_id):
+        """Values for the next slot, round-robin over the scientific combinations."""
+        if not self._roles_applied:
+            self.hyperparameters = roles.apply_roles(
+                self.hyperparameters, self.scientific, self.fixed, check_unknown=False
+            )
+            self._roles_applied = True
+        slot = len(self._trial_slots)
+        cell_index = slot % len(self.cells)
+        point = slot // len(self.cells)
+        cell = self.cells[cell_index]
+        if self.search == "bayesian" and self._completed_in_cell(cell_index) >= (
+            self._initial_points()
+        ):
+            values = self._bayesian_values(cell_index, trial_id)
+        else:
+            sampler = self._sampler(cell_index)
+            values = sampler.values(self.hyperparameters, point, cell)
+            if isinstance(sampler, QuasiRandomSampler):
+                # Every scientific value's sequence uses the same dimensions.
+                self._dimensions = sampler.dimensions
+        self._trial_slots[trial_id] = slot
+        return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+
+    def _sampler(self, cell_index):
+        stream = 0 if self.paired else cell_index
+        if stream not in self._samplers:
+            seed = self.seed if self.paired else stream_seed(self.seed, cell_index)
+            if self.search == "random":
+                sampler = PseudoRandomSampler(seed)
+            else:
+                sampler = QuasiRandomSampler(seed, self.skip, self._dimensions)
+            self._samplers[stream] = sampler
+        return self._samplers[stream]
+
+    def _initial_points(self):
+        if self.num_initial_points is not None:
+            return self.num_initial_points
+        return max(3, 3 * len(self.nuisance_names()))
+
+    def _trials_in_cell(self, cell_index):
+        return {
+            trial_id: trial
+            for trial_id, trial in self.trials.items()
+            if trial_id in self._trial_slots and self.cell_of(trial_id) == cell_index
+        }
+
+    def _completed_in_cell(self, cell_index):
+        return sum(
+            trial.status == trial_module.TrialStatus.COMPLETED
+            for trial in self._trials_in_cell(cell_index).values()
+        )
+
+    def _bayesian_values(self, cell_index, trial_id):
+        # KerasTuner's Gaussian-process oracle, shown only this scientific
+        # value's trials and a space where the scientific hyperparameters are
+        # Fixed: it models and proposes the nuisance dimensions alone.
+        cell = self.cells[cell_index]
+        space = hp_module.HyperParameters()
+        for hp in self.hyperparameters.space:
+            if hp.name in cell:
+                hp = hp_module.Fixed(hp.name, cell[hp.name], conditions=hp.conditions)
+            space.merge([hp])
+        in_cell = self._trials_in_cell(cell_index)
+        gp_oracle = BayesianOptimizationOracle(
+            objective=self.objective,
+            num_initial_points=self._initial_points(),
+            seed=stream_seed(self.seed, cell_index, len(self._trial_slots)) + 1,
+            hyperparameters=space,
+        )
+        gp_oracle.trials = in_cell
+        gp_oracle.ongoing_trials = {
+            tuner_id: trial
+            for tuner_id, trial in self.ongoing_trials.items()
+            if trial.trial_id in in_cell
+        }
+        response = gp_oracle.populate_space(trial_id)
+        values = {name: plain(value) for name, value in response["values"].items()}
+        values.update(cell)
+        return values
+
+    # -- state ---------------------------------------------------------------
+
+    def study_config(self):
+        return {
+            **super().study_config(),
+            "scientific": self.scientific,
+            "fixed": self.fixed,
+            "trials_per_study": self.trials_per_study,
+            "search": self.search,
+            "paired": self.paired,
+            "skip": self.skip,
+            "num_initial_points": self.num_initial_points,
+        }
+
+    def _resumable_keys(self):
+        # More (or fewer) trials per study keeps every slot's meaning.
+        return ("trials_per_study",)
+
+    def get_state(self):
+        state = super().get_state()
+        state[STATE_KEY].update(
+            {
+                "trial_slots": self._trial_slots,
+                "dimensions": self._dimensions,
+                "roles_applied": self._roles_applied,
+                "cells": self.cells,
+                "nuisance": self.nuisance_names(),
+            }
+        )
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        saved = state[STATE_KEY]
+        self._trial_slots = dict(saved["trial_slots"])
+        self._dimensions = saved["dimensions"]
+        self._roles_applied = saved["roles_applied"]
+        self._samplers = {}
+

@@ -1,0 +1,132 @@
+"""A KerasTuner `Tuner` that keeps full learning curves and records infeasible trials."""
+
+import math
+
+import keras
+import keras_tuner as kt
+from keras_tuner.src.engine import tuner_utils
+
+from kplaybook import infeasibility
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Records every epoch's logs, and stops training when the loss is NaN or infinite.
+
+    `StudyTuner` adds one to each execution of each trial; it does nothing per
+    batch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+        self.nonfinite = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {}
+        for name, value in (logs or {}).items():
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self.epochs.append((epoch, values))
+        if "loss" in values and not math.isfinite(values["loss"]):
+            self.nonfinite = True
+            self.model.stop_training = True
+
+
+class StudyTuner(kt.Tuner):
+    """Base tuner of kplaybook: every epoch recorded, infeasible trials recorded, not fatal.
+
+    Compared with `keras_tuner.Tuner`:
+
+    - every epoch's metrics (train and validation) of every execution are
+      reported to the oracle at `step=epoch`, so the trial keeps its whole
+      learning curve and `best_step` is the epoch of the best objective;
+    - a trial whose loss becomes NaN/Inf ("nan_loss"), that runs out of
+      memory ("oom", recognised by exception class and by the known OOM
+      messages, XLA's included) or that raises `kp.InfeasibleTrial` (its
+      message) ends as an infeasible trial with that reason; the search goes
+      on and such trials do not count towards
+      `max_consecutive_failed_trials`;
+    - any other exception is a real error: KerasTuner retries and fails the
+      trial as usual, and the same error in consecutive trials stops the
+      search with the original message.
+
+    Use `PlaybookTuner` or `QuasiRandomSearch` rather than this class
+    directly; `study()` returns the `kp.Study` the search wrote.
+    """
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        log = EpochLog()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), log]
+        self._execution_logs.append(log)
+        return super()._build_and_fit_model(trial, *args, **kwargs)
+
+    def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
+        self._execution_logs = []
+        objective = self.oracle.objective
+        error = None
+        try:
+            results = self.run_trial(trial, *fit_args, **fit_kwargs)
+        except kt.errors.FatalError:
+            raise
+        except Exception as e:  # noqa: BLE001 - sorted into infeasible / real below
+            reason = infeasibility.reason_for_exception(e)
+            if reason is None:
+                raise
+            results, error = None, e
+        else:
+            reason = None
+            if any(log.nonfinite for log in self._execution_logs):
+                reason = infeasibility.NAN_LOSS
+
+        reports = [
+            (epoch, logs) for log in self._execution_logs for epoch, logs in log.epochs
+        ]
+        if not reports and results is not None:
+            # A HyperModel.fit() that ignores callbacks: one report, as KerasTuner does.
+            tuner_utils.validate_trial_results(results, objective, "Tuner.run_trial()")
+            metrics = tuner_utils.convert_to_metrics_dict(results, objective)
+            reports = [(tuner_utils.get_best_step(results, objective) or 0, metrics)]
+        if reason is None and reports:
+            logged = {name for _, logs in reports for name in logs}
+            if objective.name not in logged:
+                raise kt.errors.FatalValueError(
+                    f"The objective {objective.name!r} is not among the logged "
+                    f"metrics {sorted(logged)}; pass validation_data to search() "
+                    "or choose a logged metric as the objective."
+                )
+            if not any(
+                infeasibility.is_finite(logs.get(objective.name)) for _, logs in reports
+            ):
+                reason = infeasibility.NAN_LOSS
+        if not reports:
+            reports = [(0, {})]
+        for i, (step, logs) in enumerate(reports):
+            metrics = {objective.name: float("nan"), **logs}
+            if reason is not None and i == len(reports) - 1:
+                metrics[infeasibility.marker(reason)] = 1.0
+            self.oracle.update_trial(trial.trial_id, metrics, step=step)
+        if reason is not None:
+            raise kt.errors.FailedTrialError(f"Infeasible trial: {reason}") from error
+
+    def on_search_begin(self):
+        """Saves the tuner first, so a search killed during its first trial resumes."""
+        super().on_search_begin()
+        self.save()
+
+    def study(self):
+        """The `kp.Study` this tuner has written so far (read back from its directory).
+
+        Example:
+
+        ```python
+        tuner.search(x, y, validation_data=(xv, yv), epochs=5)
+        print(tuner.study().best_per_scientific())
+        ```
+        """
+        from kplaybook.study import Study
+
+        if not self._is_worker():
+            self.save()
+        return Study.load(self.project_dir)
