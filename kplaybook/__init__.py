@@ -8,8 +8,10 @@ The public surface::
     kp.InfeasibleTrial      raise it to end a trial as infeasible
     kp.oracles              QuasiRandomSearchOracle, NestedStudyOracle
     kp.spaces               adam(hp, budget), sgd_momentum(hp, budget)
+    kp.datasets             load("digits") offline, or a TFDS name
 """
 
+from kplaybook import datasets
 from kplaybook import oracles
 from kplaybook import spaces
 from kplaybook.errors import InfeasibleTrial
@@ -30,6 +32,7 @@ __all__ = [
     "RoleError",
     "Study",
     "StudyError",
+    "datasets",
     "oracles",
     "spaces",
 ]

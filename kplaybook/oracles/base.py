@@ -52,9 +52,9 @@ class PlaybookOracle(kt.Oracle):
         """The settings that define this study; a resumed study must match them."""
         return {"kind": self.study_kind, "seed": self.seed}
 
-    def _adopt_saved_config(self, saved):
-        """Check the saved settings against this oracle's; subclasses restore their own."""
-        mine = _normalise(self.study_config())
+    def _adopt_saved_config(self, saved, mine):
+        """Check the saved settings against the constructor's; subclasses restore their own."""
+        mine = _normalise(mine)
         saved_cmp = _normalise(saved)
         if not self._explicit_seed:
             mine["seed"] = saved_cmp.get("seed")
@@ -90,13 +90,31 @@ class PlaybookOracle(kt.Oracle):
         return state
 
     def set_state(self, state):
+        # KerasTuner's set_state overwrites the seed: take the constructor's first.
+        mine = self.study_config()
         super().set_state(state)
         if STATE_KEY not in state:
             raise StudyError(
                 f"{self._project_dir} holds a KerasTuner project that kplaybook did "
                 "not create; use another project_name or overwrite=True."
             )
-        self._adopt_saved_config(state[STATE_KEY]["config"])
+        self._adopt_saved_config(state[STATE_KEY]["config"], mine)
+
+    def reload(self):
+        """KerasTuner's reload, minus re-running trials that had already ended.
+
+        `Oracle.end_trial` writes oracle.json while the ended trial is still
+        listed as ongoing, and `reload` sends every ongoing trial for retry:
+        a process killed between the two would run a finished trial again.
+        Each trial's own trial.json, written first, says whether it ended.
+        """
+        super().reload()
+        ended = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+        self._retry_queue = [
+            trial_id
+            for trial_id in self._retry_queue
+            if self.trials[trial_id].status not in ended
+        ]
 
     def _check_consecutive_failures(self):
         # KerasTuner's rule, except that infeasible trials are neither
@@ -111,6 +129,9 @@ class PlaybookOracle(kt.Oracle):
             else:
                 consecutive_failures = 0
             if consecutive_failures == self.max_consecutive_failed_trials:
+                # KerasTuner raises before writing this trial's record; write
+                # it, so the study on disk says the trial failed.
+                self._save_trial(trial)
                 raise RuntimeError(
                     "Number of consecutive failures exceeded the limit "
                     f"of {self.max_consecutive_failed_trials}.\n"
