@@ -131,7 +131,7 @@ class QuasiRandomSampler(_SpaceSampler):
     def _coordinates(self, tunable, index):
         if self.dimensions is None:
             self.dimensions = [dimension_key(hp) for hp in tunable]
-        coordinates = dict(zip(self.dimensions, self.unit_point(index)))
+        coordinates = dict(zip(self.dimensions, self.unit_point(index), strict=True))
         for hp in tunable:
             key = dimension_key(hp)
             if key in coordinates:
