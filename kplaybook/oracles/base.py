@@ -118,25 +118,28 @@ class PlaybookOracle(kt.Oracle):
 
     def _check_consecutive_failures(self):
         # KerasTuner's rule, except that infeasible trials are neither
-        # failures nor successes: they are skipped.
+        # failures nor successes: they are skipped. The check runs after
+        # every ended trial, so only the streak ending now matters: walk back
+        # from the newest trial instead of rescanning the whole history.
         consecutive_failures = 0
-        for trial_id in self.end_order:
+        newest_failure = None
+        for trial_id in reversed(self.end_order):
             trial = self.trials[trial_id]
+            if trial.status != kt.engine.trial.TrialStatus.FAILED:
+                break
             if infeasibility.reason_of(trial) is not None:
                 continue
-            if trial.status == kt.engine.trial.TrialStatus.FAILED:
-                consecutive_failures += 1
-            else:
-                consecutive_failures = 0
-            if consecutive_failures == self.max_consecutive_failed_trials:
-                # KerasTuner raises before writing this trial's record; write
-                # it, so the study on disk says the trial failed.
-                self._save_trial(trial)
-                raise RuntimeError(
-                    "Number of consecutive failures exceeded the limit "
-                    f"of {self.max_consecutive_failed_trials}.\n"
-                    + (trial.message or "")
-                )
+            consecutive_failures += 1
+            newest_failure = newest_failure or trial
+        if consecutive_failures >= self.max_consecutive_failed_trials:
+            # KerasTuner raises before writing this trial's record; write
+            # it, so the study on disk says the trial failed.
+            self._save_trial(self.trials[self.end_order[-1]])
+            raise RuntimeError(
+                "Number of consecutive failures exceeded the limit "
+                f"of {self.max_consecutive_failed_trials}.\n"
+                + (newest_failure.message or "")
+            )
 
 
 def _normalise(config):

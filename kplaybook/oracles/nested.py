@@ -121,6 +121,10 @@ class NestedStudyOracle(PlaybookOracle):
 
     def update_space(self, hyperparameters):
         """Merge newly declared hyperparameters, then apply and check the roles."""
+        if self._roles_applied and all(
+            self.hyperparameters._exists(hp.name, hp.conditions) for hp in hyperparameters.space
+        ):
+            return  # called after every trial; usually nothing is new
         super().update_space(hyperparameters)
         if not self.hyperparameters.space:
             return

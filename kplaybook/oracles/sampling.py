@@ -114,19 +114,27 @@ class QuasiRandomSampler(_SpaceSampler):
         self.dimensions = list(dimensions) if dimensions is not None else None
         self._engine = None
         self._next_index = None
+        self._last = None
         self._warned = set()
 
     def unit_point(self, index):
         """Point `index` of the scrambled sequence (after the skipped ones), in [0, 1)^d."""
         if not self.dimensions:
             return np.zeros(0)
+        # Paired nested studies ask for the same point once per scientific
+        # value in turn: serve a repeat from memory instead of rebuilding the
+        # scrambled engine (~0.6 ms each).
+        if self._last is not None and self._last[0] == index:
+            return self._last[1].copy()
         if self._engine is None or self._next_index != index:
             self._engine = qmc.Halton(
                 d=len(self.dimensions), scramble=True, seed=self.seed
             )
             self._engine.fast_forward(self.skip + index)
         self._next_index = index + 1
-        return self._engine.random(1)[0]
+        point = self._engine.random(1)[0]
+        self._last = (index, point)
+        return point.copy()
 
     def _coordinates(self, tunable, index):
         if self.dimensions is None:
