@@ -166,7 +166,20 @@ def test_bayesian_ignores_infeasible_trials_instead_of_inventing_a_loss(tmp_path
             oracle.update_trial(trial.trial_id, {"val_loss": bowl(trial.hyperparameters.values)})
             trial.status = "COMPLETED"
         oracle.end_trial(trial)
+        oracle.save()
     assert len(oracle.trials) == 6
+    assert infeasibility.reason_of(oracle.trials["1"]) == "oom"
+    # The Gaussian process saw only the feasible trials: the data KerasTuner's
+    # GP oracle is fitted to excludes the infeasible one (no invented loss).
+    from keras_tuner.oracles import BayesianOptimizationOracle
+
+    gp = BayesianOptimizationOracle("val_loss", num_initial_points=3, seed=1,
+                                    hyperparameters=oracle.hyperparameters)
+    gp.trials = dict(oracle.trials)
+    x, y = gp._vectorize_trials()
+    assert len(y) == 5 and np.all(np.isfinite(y))
+    study = kp.Study.load(tmp_path / "p")
+    assert study.status_counts() == {"completed": 5, "infeasible": 1, "failed": 0, "running": 0}
 
 
 def test_resume_must_use_the_same_roles_but_may_add_trials(tmp_path):
