@@ -9,16 +9,26 @@ The public surface::
     kp.oracles              QuasiRandomSearchOracle, NestedStudyOracle
     kp.spaces               adam(hp, budget), sgd_momentum(hp, budget)
     kp.datasets             load("digits") offline, or a TFDS name
+    kp.callbacks            Warmup, GradientNormLogger, GradientClipping, DivergenceMonitor
+    kp.schedules            WarmupDecay
+    kp.lr_sweep             find lr* and the unstable learning rate
+    kp.warmup_sweep         the shortest warmup that makes a high learning rate stable
 """
 
+from kplaybook import callbacks
 from kplaybook import datasets
 from kplaybook import oracles
+from kplaybook import schedules
 from kplaybook import spaces
 from kplaybook.errors import InfeasibleTrial
 from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import RoleError
 from kplaybook.errors import StudyError
 from kplaybook.study import Study
+from kplaybook.sweeps import LRSweepResult
+from kplaybook.sweeps import WarmupSweepResult
+from kplaybook.sweeps import lr_sweep
+from kplaybook.sweeps import warmup_sweep
 from kplaybook.tuners import PlaybookTuner
 from kplaybook.tuners import QuasiRandomSearch
 
@@ -26,13 +36,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "InfeasibleTrial",
+    "LRSweepResult",
     "PlaybookTuner",
     "PlaybookWarning",
     "QuasiRandomSearch",
     "RoleError",
     "Study",
     "StudyError",
+    "WarmupSweepResult",
+    "callbacks",
     "datasets",
+    "lr_sweep",
     "oracles",
+    "schedules",
     "spaces",
+    "warmup_sweep",
 ]

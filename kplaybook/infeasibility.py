@@ -17,6 +17,7 @@ MARKER_PREFIX = "kplaybook.infeasible:"
 
 NAN_LOSS = "nan_loss"
 OOM = "oom"
+DIVERGED = "diverged"
 
 # Messages of out-of-memory errors that do not always arrive as
 # ResourceExhaustedError: TF's allocator, XLA, and CUDA/cuDNN.

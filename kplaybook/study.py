@@ -11,6 +11,9 @@ from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 
 from kplaybook import infeasibility
+from kplaybook.callbacks._step_record import STEP_KEYS
+from kplaybook.callbacks._step_record import STEPS_FILE
+from kplaybook.callbacks._step_record import read_steps
 from kplaybook.errors import StudyError
 from kplaybook.oracles.base import STATE_KEY
 
@@ -216,6 +219,46 @@ class Study:
         frame = pd.DataFrame(data, index=pd.Index(self._steps(trial), name="epoch"))
         return frame.sort_index()
 
+    def steps(self, trial_id, execution=0):
+        """Per-step values of one trial: ``grad_norm``, ``lr``, ``clip_fraction`` (index `step`).
+
+        They are there when the search ran with kplaybook's callbacks
+        (`kp.callbacks.GradientNormLogger`, `GradientClipping`, `Warmup`):
+        every step up to 2,000 steps, then evenly thinned. `step` counts
+        optimizer updates (the first is 1). A trial without such logs gives
+        an empty frame.
+
+        Args:
+            trial_id: the trial.
+            execution: which execution, with `executions_per_trial > 1`.
+
+        Example:
+
+        ```python
+        norms = study.steps("03")["grad_norm"]
+        print(norms.quantile(0.9))
+        ```
+        """
+        self._trial(trial_id)
+        try:
+            executions = read_steps(self._trial_dir(trial_id))
+        except (OSError, ValueError) as e:
+            raise StudyError(
+                f"{os.path.join(self._trial_dir(trial_id), STEPS_FILE)} cannot be read "
+                f"({e}); delete it to drop the per-step record."
+            ) from None
+        if not executions:
+            return pd.DataFrame(columns=list(STEP_KEYS), index=pd.Index([], name="step"), dtype=float)
+        if not 0 <= execution < len(executions):
+            raise IndexError(
+                f"Trial {trial_id!r} has {len(executions)} recorded execution(s); "
+                f"pass execution between 0 and {len(executions) - 1}."
+            )
+        data = executions[execution]
+        frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=float)
+        frame["step"] = frame["step"].astype(int)
+        return frame.set_index("step")
+
     def best_per_scientific(self):
         """The best completed trial of each scientific value: one row per value (combination).
 
@@ -289,6 +332,12 @@ class Study:
                 "epoch": [int(e) for e in curves.index],
                 **{name: curves[name].tolist() for name in curves.columns},
             }
+            steps = self.steps(record["trial_id"])
+            if len(steps):
+                record["steps"] = {
+                    "step": [int(s) for s in steps.index],
+                    **{name: steps[name].tolist() for name in steps.columns},
+                }
             trials.append(record)
         summary = {
             "name": self.name,
@@ -319,6 +368,9 @@ class Study:
             f"No trial {trial_id!r} in study {self.name!r}; its trials are "
             f"{self.trial_ids[:3] + (['...'] if len(self._trials) > 3 else [])}."
         )
+
+    def _trial_dir(self, trial_id):
+        return os.path.join(self.directory, f"trial_{self._trial(trial_id).trial_id}")
 
     @staticmethod
     def _steps(trial):

@@ -5,11 +5,32 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices, so tests can run a real 2-replica MirroredStrategy.
+# This must happen before TensorFlow initialises its devices (KERAS_FACTS.md),
+# which is why it is done here, at conftest import, before any test runs.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+LOGICAL_CPUS = ["/cpu:0", "/cpu:1"]
+
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 import pytest  # noqa: E402
 
 from kplaybook import datasets  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """A real 2-replica MirroredStrategy over the two logical CPU devices.
+
+    One per session: separate MirroredStrategy objects in one process restart
+    their collective-op instance keys and can collide in TF's runtime.
+    """
+    return tf.distribute.MirroredStrategy(LOGICAL_CPUS)
 
 
 @pytest.fixture(scope="session")

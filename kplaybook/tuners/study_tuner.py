@@ -7,6 +7,10 @@ import keras_tuner as kt
 from keras_tuner.src.engine import tuner_utils
 
 from kplaybook import infeasibility
+from kplaybook.callbacks import DivergenceMonitor
+from kplaybook.callbacks._step_record import STEP_KEYS
+from kplaybook.callbacks._step_record import StepRecord
+from kplaybook.callbacks._step_record import write_steps
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -34,6 +38,30 @@ class EpochLog(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StepLog(keras.callbacks.Callback):
+    """Records the per-step ``grad_norm``, ``lr`` and ``clip_fraction`` that kplaybook's callbacks log.
+
+    `StudyTuner` adds one to each execution; it records nothing when no such
+    key is logged. Every step is kept up to 2,000 steps, then the record is
+    thinned evenly (see `StepRecord`).
+    """
+
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self.record = StepRecord(STEP_KEYS)
+
+    def on_train_begin(self, logs=None):
+        self.record.begin(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.record.add_batch(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record.end_epoch(self.model)
+
+
 class StudyTuner(kt.Tuner):
     """Base tuner of kplaybook: every epoch recorded, infeasible trials recorded, not fatal.
 
@@ -48,6 +76,11 @@ class StudyTuner(kt.Tuner):
       message) ends as an infeasible trial with that reason; the search goes
       on and such trials do not count towards
       `max_consecutive_failed_trials`;
+    - a `kp.callbacks.DivergenceMonitor` among the callbacks that stops
+      training makes the trial infeasible with reason "diverged";
+    - per-step ``grad_norm``, ``lr`` and ``clip_fraction`` logged by
+      kplaybook's callbacks are stored in the trial's folder (``steps.json``)
+      and read back by `Study.steps`;
     - any other exception is a real error: KerasTuner retries and fails the
       trial as usual, and the same error in consecutive trials stops the
       search with the original message.
@@ -57,13 +90,17 @@ class StudyTuner(kt.Tuner):
     """
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
-        log = EpochLog()
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), log]
+        log, steps = EpochLog(), StepLog()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), log, steps]
         self._execution_logs.append(log)
+        self._execution_steps.append(steps)
+        self._execution_callbacks.extend(kwargs["callbacks"])
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
         self._execution_logs = []
+        self._execution_steps = []
+        self._execution_callbacks = []
         objective = self.oracle.objective
         error = None
         try:
@@ -79,6 +116,15 @@ class StudyTuner(kt.Tuner):
             reason = None
             if any(log.nonfinite for log in self._execution_logs):
                 reason = infeasibility.NAN_LOSS
+        if reason in (None, infeasibility.NAN_LOSS) and any(
+            isinstance(cb, DivergenceMonitor) and cb.diverged
+            for cb in self._execution_callbacks
+        ):
+            reason = infeasibility.DIVERGED
+        write_steps(
+            self.get_trial_dir(trial.trial_id),
+            [steps.record for steps in self._execution_steps],
+        )
 
         reports = [
             (epoch, logs) for log in self._execution_logs for epoch, logs in log.epochs

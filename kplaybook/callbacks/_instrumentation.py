@@ -1,0 +1,282 @@
+"""The hooks that let plain Keras callbacks see and change every step's gradient.
+
+A Keras callback never sees gradients. kplaybook's gradient callbacks
+therefore attach, for the duration of one `fit`, two instance-level hooks to
+the model they are given, and remove them in `on_train_end`:
+
+- the optimizer's `apply` (the one method every Keras `train_step` reaches,
+  through `apply_gradients` or directly): in the replica context, before
+  Keras's own per-replica clipping, the gradients are summed across replicas
+  (only when there is more than one), their global L2 norm is computed, and,
+  when a `GradientClipping` is present, every replica's gradient is scaled by
+  the same factor ``min(1, threshold / norm)`` so the summed update is
+  exactly the clipped global gradient;
+- the model's `train_step`: the step's learning rate (read before the
+  update), the gradient norm and the clip fraction are added to the logs the
+  step returns. They then travel with Keras's own logs: to every callback's
+  `on_train_batch_end`, to History (epoch logs) and to TensorBoard, at the
+  same steps as the loss, and without a host synchronisation of their own.
+
+Only class attributes are touched on the model and optimizer: nothing is
+saved with them, and `model.save()` during training is unaffected. The train
+function is rebuilt when the hooks are attached and again when they are
+removed, so a later `fit` without these callbacks runs plain Keras.
+"""
+
+import threading
+import weakref
+
+import keras
+import tensorflow as tf
+
+GRAD_NORM = "grad_norm"
+CLIP_FRACTION = "clip_fraction"
+LR = "lr"
+
+_ONLY_FIRST = dict(
+    trainable=False,
+    synchronization=tf.VariableSynchronization.ON_WRITE,
+    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+)
+
+
+def replicated_variable(strategy, initial_value, dtype=tf.float32):
+    """A non-trainable variable updated identically by every replica (first replica's write kept)."""
+    with strategy.scope():
+        return tf.Variable(initial_value, dtype=dtype, **_ONLY_FIRST)
+
+
+def require_tensorflow_backend(callback):
+    """Raises a one-sentence error when Keras does not run on TensorFlow."""
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"{type(callback).__name__} needs Keras's TensorFlow backend (it hooks "
+            f"tf.distribute gradients), but the backend is "
+            f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow."
+        )
+
+
+def _dense(gradient):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+def _scaled(gradient, factor):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(
+            gradient.values * tf.cast(factor, gradient.values.dtype),
+            gradient.indices,
+            gradient.dense_shape,
+        )
+    return gradient * tf.cast(factor, gradient.dtype)
+
+
+def global_norm(gradients):
+    """The L2 norm of all `gradients` together, in float32 (None entries skipped)."""
+    squares = []
+    for g in gradients:
+        if g is None:
+            continue
+        values = g.values if isinstance(g, tf.IndexedSlices) else g
+        squares.append(tf.reduce_sum(tf.square(tf.cast(values, tf.float32))))
+    if not squares:
+        return tf.constant(0.0, tf.float32)
+    return tf.sqrt(tf.add_n(squares))
+
+
+class Instrumentation:
+    """The hooks one model carries during one `fit`, shared by all kplaybook callbacks in it.
+
+    Callbacks call `Instrumentation.attach(model, callback)` in
+    `on_train_begin` and `detach` in `on_train_end`; the hooks stay while at
+    least one is attached. What the traced step computes is decided by the
+    attached callbacks when the train function is traced (its first call,
+    after every `on_train_begin`).
+    """
+
+    _by_model = weakref.WeakKeyDictionary()
+
+    def __init__(self, model):
+        self.model = model
+        self.callbacks = []
+        self.fit_token = None
+        self.optimizer = None
+        self._local = threading.local()
+        self._strategy = None
+        self._epoch_vars = None
+        self._epoch_begun = None
+
+    # ----------------------------------------------------------- life cycle
+
+    @classmethod
+    def attach(cls, model, callback):
+        """Attaches `callback` to `model`'s hooks for the current fit; returns the instrumentation."""
+        require_tensorflow_backend(callback)
+        if getattr(model, "optimizer", None) is None:
+            raise RuntimeError(
+                f"{type(callback).__name__} needs a compiled model; call "
+                "model.compile(optimizer=...) before fit()."
+            )
+        inst = cls._by_model.get(model)
+        if inst is None:
+            inst = cls._by_model[model] = cls(model)
+        token = id(getattr(model, "history", None))
+        if inst.fit_token != token:
+            # A new fit: forget callbacks left over from a fit that raised.
+            inst._remove_hooks()
+            inst.callbacks = []
+            inst.fit_token = token
+        if callback not in inst.callbacks:
+            inst.callbacks.append(callback)
+        if inst.optimizer is None:
+            inst._install_hooks()
+        return inst
+
+    def detach(self, callback):
+        """Detaches `callback`; the last one out removes the hooks and resets the train function."""
+        if callback in self.callbacks:
+            self.callbacks.remove(callback)
+        if not self.callbacks:
+            self._remove_hooks()
+            self.fit_token = None
+
+    def _install_hooks(self):
+        model = self.model
+        optimizer = model.optimizer
+        self.optimizer = optimizer
+        self._strategy = model.distribute_strategy
+        original_apply = optimizer.apply
+        original_train_step = model.train_step
+
+        def apply(grads, trainable_variables=None):
+            return original_apply(self._process(list(grads)), trainable_variables)
+
+        def train_step(data):
+            self._local.values = {}
+            lr = tf.identity(tf.cast(optimizer.learning_rate, tf.float32))
+            logs = original_train_step(data)
+            if not isinstance(logs, dict):
+                return logs
+            logs = dict(logs)
+            logs.update(self._local.values)
+            logs[LR] = lr
+            return logs
+
+        # Instance attributes shadow the class methods; set with object's
+        # __setattr__ so Keras's attribute tracking stays out of it.
+        object.__setattr__(optimizer, "apply", apply)
+        object.__setattr__(model, "train_step", train_step)
+        self._epoch_begun = None
+        self.epoch_variables()  # created eagerly: never inside the traced step
+        model.make_train_function(force=True)
+
+    def _remove_hooks(self):
+        if self.optimizer is None:
+            return
+        for obj, name in ((self.optimizer, "apply"), (self.model, "train_step")):
+            if name in vars(obj):
+                object.__delattr__(obj, name)
+        self.optimizer = None
+        self._epoch_vars = None
+        self.model.train_function = None
+
+    # ------------------------------------------------------------- features
+
+    def _clipping(self):
+        from kplaybook.callbacks.gradient_clipping import GradientClipping
+
+        found = [c for c in self.callbacks if isinstance(c, GradientClipping)]
+        if len(found) > 1:
+            raise ValueError("Two GradientClipping callbacks were passed to one fit(); pass one.")
+        return found[0] if found else None
+
+    def _wants_gradients(self):
+        from kplaybook.callbacks.gradient_clipping import GradientClipping
+        from kplaybook.callbacks.gradient_norm_logger import GradientNormLogger
+
+        return any(isinstance(c, (GradientClipping, GradientNormLogger)) for c in self.callbacks)
+
+    def epoch_variables(self):
+        """(steps, clipped, norm_sum, norm_max) accumulated over the current epoch."""
+        if self._epoch_vars is None:
+            self._epoch_vars = tuple(replicated_variable(self._strategy, 0.0) for _ in range(4))
+        return self._epoch_vars
+
+    def begin_epoch(self, epoch):
+        """Zeroes the epoch accumulators once per epoch, whichever callback calls first."""
+        if self._epoch_begun == epoch:
+            return
+        self._epoch_begun = epoch
+        for v in self.epoch_variables():
+            v.assign(0.0)
+
+    def end_epoch(self, logs):
+        """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`."""
+        if logs is not None and self._wants_gradients():
+            logs.update(self.epoch_summary())
+
+    def epoch_summary(self):
+        """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far."""
+        steps, clipped, norm_sum, norm_max = (float(v.numpy()) for v in self.epoch_variables())
+        if steps == 0:
+            return {}
+        summary = {GRAD_NORM: norm_sum / steps, GRAD_NORM + "_max": norm_max}
+        if self._clipping() is not None:
+            summary[CLIP_FRACTION] = clipped / steps
+        return summary
+
+    def _loss_scale(self):
+        optimizer = self.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
+        factor = getattr(optimizer, "loss_scale_factor", None)
+        return None if factor is None else tf.constant(float(factor), tf.float32)
+
+    def _process(self, grads):
+        """Runs in the replica context inside the traced step: norm, clipping, logs."""
+        if not self._wants_gradients() or not any(g is not None for g in grads):
+            return grads
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        present = [i for i, g in enumerate(grads) if g is not None]
+        if replicas > 1:
+            summed = context.all_reduce(
+                tf.distribute.ReduceOp.SUM, [_dense(grads[i]) for i in present]
+            )
+        else:
+            summed = [grads[i] for i in present]
+        norm = global_norm(summed)
+        scale = self._loss_scale()
+        if scale is not None:
+            norm = norm / scale
+        finite = tf.math.is_finite(norm)
+
+        steps, clipped, norm_sum, norm_max = self.epoch_variables()
+        values = {GRAD_NORM: norm}
+        clipping = self._clipping()
+        if clipping is not None:
+            threshold = clipping._threshold_for_step(norm, finite, self._strategy)
+            clip = tf.logical_and(finite, norm > threshold)
+            factor = tf.where(clip, threshold / norm, tf.ones_like(norm))
+            grads = [_scaled(g, factor) for g in grads]
+            clipped.assign_add(tf.cast(clip, tf.float32))
+        steps.assign_add(1.0)
+        safe_norm = tf.where(finite, norm, tf.zeros_like(norm))
+        norm_sum.assign_add(safe_norm)
+        norm_max.assign(tf.maximum(norm_max, safe_norm))
+        if clipping is not None:
+            # Reads after the writes above (automatic control dependencies).
+            values[CLIP_FRACTION] = clipped.read_value() / steps.read_value()
+        self._local.values = values
+        return grads
+
+
+def instrumentation_for(model):
+    """The model's current `Instrumentation`, or None when no kplaybook callback is attached."""
+    inst = Instrumentation._by_model.get(model)
+    if inst is None or inst.optimizer is None:
+        return None
+    return inst

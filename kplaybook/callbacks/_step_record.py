@@ -1,0 +1,133 @@
+"""Per-step values taken from batch logs, kept at a bounded resolution."""
+
+import math
+import threading
+
+DEFAULT_CAP = 2000
+
+
+class StepRecord:
+    """Keeps per-step values of a few log keys: every step up to `cap` points, then thinned.
+
+    Steps are global optimizer steps: ``step`` is the value of
+    ``optimizer.iterations`` after the update (the first update of a fresh
+    model is step 1, as in TensorBoard's batch summaries). When more than
+    `cap` steps are kept, every other kept step is dropped and the stride at
+    which new steps are kept doubles, so the record always spans the whole of
+    training at an even resolution with exact (not averaged) values.
+
+    Thread-safe: Keras may deliver batch logs from a thread pool, out of order.
+
+    Args:
+        keys: log keys to keep; a step is recorded when any of them is present.
+        cap: the most steps kept.
+        every: keep only steps that are multiples of `every`.
+    """
+
+    def __init__(self, keys, cap=DEFAULT_CAP, every=1):
+        self.keys = tuple(keys)
+        self.cap = int(cap)
+        self.stride = int(every)
+        self._rows = {}
+        self._lock = threading.Lock()
+        self._base = 0
+
+    def begin(self, model):
+        """Reads the optimizer's step count once at the start of a fit."""
+        self._base = int(model.optimizer.iterations.numpy())
+
+    def step_of(self, batch):
+        """The global step whose update ended batch index `batch` of the current epoch."""
+        return self._base + int(batch) + 1
+
+    def add_batch(self, batch, logs):
+        """Records the wanted keys of one batch's logs; returns the step."""
+        step = self.step_of(batch)
+        if logs:
+            values = {}
+            for key in self.keys:
+                if key in logs:
+                    try:
+                        values[key] = float(logs[key])
+                    except (TypeError, ValueError):
+                        continue
+            if values:
+                self.add(step, values)
+        return step
+
+    def end_epoch(self, model):
+        """Moves the step base past the epoch just finished (one read of the step counter)."""
+        self._base = int(model.optimizer.iterations.numpy())
+
+    def add(self, step, values):
+        """Records `values` (a dict) at global `step`, when the current stride keeps it."""
+        with self._lock:
+            if step % self.stride:
+                return
+            self._rows[step] = values
+            while len(self._rows) > self.cap:
+                self.stride *= 2
+                self._rows = {s: v for s, v in self._rows.items() if s % self.stride == 0}
+
+    def rows(self):
+        """[(step, {key: value})] in step order."""
+        with self._lock:
+            return sorted(self._rows.items())
+
+    def to_json(self):
+        """A JSON-ready dict: columns, rows (non-finite values as None) and the stride."""
+        columns = ["step", *self.keys]
+        rows = []
+        for step, values in self.rows():
+            row = [step]
+            for key in self.keys:
+                value = values.get(key)
+                row.append(value if value is not None and math.isfinite(value) else None)
+            rows.append(row)
+        return {"columns": columns, "rows": rows, "stride": self.stride}
+
+    def to_dataframe(self):
+        """A pandas DataFrame indexed by ``step`` with one column per key."""
+        import pandas as pd
+
+        data = self.to_json()
+        frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=float)
+        frame["step"] = frame["step"].astype(int)
+        return frame.set_index("step")
+
+
+STEPS_FILE = "steps.json"
+STEP_KEYS = ("grad_norm", "lr", "clip_fraction")
+
+
+def write_steps(trial_dir, records):
+    """Writes the per-step records of a trial's executions to ``trial_dir/steps.json`` atomically.
+
+    Nothing is written when no execution recorded a step.
+    """
+    import json
+    import os
+
+    executions = [record.to_json() for record in records]
+    if not any(execution["rows"] for execution in executions):
+        return None
+    os.makedirs(trial_dir, exist_ok=True)
+    path = os.path.join(trial_dir, STEPS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"format": 1, "executions": executions}, f, allow_nan=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_steps(trial_dir):
+    """The executions stored in ``trial_dir/steps.json``: a list of JSON dicts ([] when absent)."""
+    import json
+    import os
+
+    path = os.path.join(trial_dir, STEPS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        data = json.load(f)
+    return data.get("executions", [])

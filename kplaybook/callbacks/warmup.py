@@ -1,0 +1,102 @@
+"""`Warmup`: a linear learning-rate ramp for a compiled float learning rate."""
+
+import keras
+
+from kplaybook.callbacks import _instrumentation
+
+
+class Warmup(keras.callbacks.Callback):
+    """Ramps the optimizer's learning rate linearly from 0 to its peak, one step at a time.
+
+    The playbook's first fix for early instability (section H, rules 30-31):
+    ramp the learning rate linearly from 0 to the base value over
+    `warmup_steps`, then train at the base value. Use it with a model compiled
+    with a float learning rate; for a schedule that includes warmup and decay
+    use `kp.schedules.WarmupDecay` instead.
+
+    The update at optimizer step ``k`` (``optimizer.iterations`` before the
+    update, starting at 0) uses ``peak_lr * k / warmup_steps`` for
+    ``k < warmup_steps``, then ``peak_lr``. Once warmup is over the callback
+    no longer touches the learning rate, so schedulers such as
+    ``ReduceLROnPlateau`` work afterwards. A second ``fit`` continues from the
+    optimizer's step, so warmup is not repeated. The learning rate each step
+    used is logged as ``lr``. With ``steps_per_execution=n`` the rate changes
+    every n steps.
+
+    Args:
+        warmup_steps: number of steps of the ramp (a positive integer).
+        peak_lr: the rate reached at the end of warmup. Defaults to the
+            learning rate the model was compiled with.
+
+    Example:
+
+    ```python
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, callbacks=[kp.callbacks.Warmup(500)])
+    ```
+    """
+
+    def __init__(self, warmup_steps, peak_lr=None):
+        super().__init__()
+        if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be a positive integer, got {warmup_steps!r}.")
+        if peak_lr is not None and not float(peak_lr) > 0:
+            raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}.")
+        self.warmup_steps = warmup_steps
+        self.peak_lr = None if peak_lr is None else float(peak_lr)
+        self._inst = None
+        self._peak = None
+        self._peak_model = None
+        self._base = 0
+        self._done = False
+
+    def _variable(self):
+        optimizer = self.model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        lr = getattr(inner, "_learning_rate", None)
+        if not isinstance(lr, keras.Variable):
+            raise TypeError(
+                "Warmup needs an optimizer compiled with a float learning rate, but "
+                f"it has {type(lr).__name__}; use kp.schedules.WarmupDecay as the "
+                "learning rate instead."
+            )
+        return lr
+
+    def on_train_begin(self, logs=None):
+        variable = self._variable()
+        if self._peak_model is not self.model:
+            # Resolved once per model: a second fit that starts mid-warmup
+            # must not take the ramped value as its peak.
+            self._peak_model = self.model
+            self._peak = self.peak_lr if self.peak_lr is not None else float(variable.numpy())
+        self._inst = _instrumentation.Instrumentation.attach(self.model, self)
+        self._base = int(self.model.optimizer.iterations.numpy())
+        self._done = self._base >= self.warmup_steps
+        self._lr = variable
+
+    def learning_rate_at(self, step):
+        """The learning rate this callback sets for the update at 0-based optimizer step `step`."""
+        peak = self._peak if self._peak is not None else self.peak_lr
+        if peak is None:
+            raise RuntimeError("The peak learning rate is known once training begins.")
+        if step < self.warmup_steps:
+            return peak * step / self.warmup_steps
+        return peak
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._done:
+            return
+        step = self._base + batch
+        self._lr.assign(self.learning_rate_at(step))
+        if step >= self.warmup_steps:
+            self._done = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._done:
+            self._base = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_end(self, logs=None):
+        self._inst.detach(self)
+
+    def __deepcopy__(self, memo):
+        return type(self)(self.warmup_steps, self.peak_lr)

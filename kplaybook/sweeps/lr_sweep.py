@@ -1,0 +1,209 @@
+"""`lr_sweep`: short runs over a grid of learning rates to find lr* and where training breaks."""
+
+import math
+
+import numpy as np
+
+from kplaybook.sweeps import _runner
+
+
+class LRSweepResult:
+    """What `kp.lr_sweep` measured: one short run per learning rate.
+
+    Attributes:
+        runs: one dict per learning rate (see `to_dataframe` for the keys),
+            each with its ``curve`` (a DataFrame indexed by step: mean training
+            loss over the stretch ending at that step, the mean gradient norm
+            and the learning rate).
+        best_lr: lr*, the learning rate with the lowest final training loss
+            among the stable runs (None if none was stable).
+        unstable_lr: the smallest learning rate whose run diverged or ended
+            above its starting loss (None if none did).
+
+    Example:
+
+    ```python
+    result = kp.lr_sweep(build_model, (x, y), [1e-4, 1e-3, 1e-2, 1e-1, 1], steps=300)
+    print(result.to_dataframe()[["final_loss", "stable"]])
+    print(result.best_lr, result.unstable_lr)
+    result.plot().savefig("lr_sweep.png")
+    ```
+    """
+
+    def __init__(self, runs, steps):
+        self.runs = sorted(runs, key=lambda run: run["learning_rate"])
+        self.steps = steps
+
+    @property
+    def best_lr(self):
+        """lr*: the stable learning rate with the lowest final training loss, or None."""
+        stable = [r for r in self.runs if r["stable"]]
+        if not stable:
+            return None
+        return min(stable, key=lambda r: r["final_loss"])["learning_rate"]
+
+    @property
+    def unstable_lr(self):
+        """The smallest learning rate that diverged or ended above its starting loss, or None."""
+        for run in self.runs:
+            if not run["stable"]:
+                return run["learning_rate"]
+        return None
+
+    def to_dataframe(self):
+        """One row per learning rate (index ``learning_rate``).
+
+        Columns: ``initial_loss`` and ``final_loss`` (training loss on the
+        same fixed batches before and after the run), ``diverged``,
+        ``diverged_step``, ``divergence_reason``, ``ended_above_start``,
+        ``stable``, ``steps_run``, ``grad_norm_median``/``_p90``/``_max``,
+        ``seconds``.
+        """
+        return _runner.summary_frame(self.runs, "learning_rate").drop(columns="warmup_steps")
+
+    def curves(self):
+        """{learning_rate: curve DataFrame} for every run."""
+        return {run["learning_rate"]: run["curve"] for run in self.runs}
+
+    def plot_data(self):
+        """The data `plot` draws: final losses, the learning rates near lr*, and their curves.
+
+        Returns a dict with ``lrs``, ``final_loss`` (NaN where diverged),
+        ``initial_loss``, ``unstable`` (booleans), ``best_lr``,
+        ``unstable_lr`` and ``curves`` (lr* and the next two larger rates:
+        PLAYBOOK.md 28 looks at the rates just above lr*).
+        """
+        lrs = [r["learning_rate"] for r in self.runs]
+        best = self.best_lr
+        if best is None:
+            shown = lrs[:3]
+        else:
+            i = lrs.index(best)
+            shown = lrs[max(0, i - 1) : i + 3]
+        return {
+            "lrs": lrs,
+            "final_loss": [r["final_loss"] for r in self.runs],
+            "initial_loss": [r["initial_loss"] for r in self.runs],
+            "unstable": [not r["stable"] for r in self.runs],
+            "best_lr": best,
+            "unstable_lr": self.unstable_lr,
+            "curves": {lr: self.curves()[lr] for lr in shown},
+        }
+
+    def plot(self):
+        """Final loss vs learning rate (log x) and the loss curves of the rates around lr*.
+
+        Returns a matplotlib Figure.
+        """
+        from kplaybook.sweeps._plots import plot_lr_sweep
+
+        return plot_lr_sweep(self.plot_data())
+
+    def __repr__(self):
+        return (
+            f"LRSweepResult({len(self.runs)} learning rates, best_lr={self.best_lr}, "
+            f"unstable_lr={self.unstable_lr})"
+        )
+
+
+def _validate_rates(learning_rates):
+    try:
+        rates = [float(lr) for lr in learning_rates]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"learning_rates must be a list of positive numbers, got {learning_rates!r}."
+        ) from None
+    if not rates:
+        raise ValueError("learning_rates is empty; pass at least one learning rate.")
+    bad = [lr for lr in rates if not (math.isfinite(lr) and lr > 0)]
+    if bad:
+        raise ValueError(f"learning rates must be positive and finite, got {bad}.")
+    if len(set(rates)) != len(rates):
+        raise ValueError(f"learning_rates has duplicates: {sorted(rates)}; pass each once.")
+    return sorted(rates)
+
+
+def _validate_steps(steps, name="steps"):
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"{name} must be a positive integer, got {steps!r}.")
+    return int(steps)
+
+
+def lr_sweep(
+    build_model,
+    train_data,
+    learning_rates,
+    steps,
+    *,
+    batch_size=None,
+    eval_batches=8,
+    seed=0,
+    patience=10,
+    factor=10.0,
+    callbacks=(),
+):
+    """Trains a fresh model for `steps` steps at each learning rate and compares the outcomes.
+
+    The playbook's learning-rate sweep (PLAYBOOK.md 28): it finds lr* (the
+    rate with the best final training loss) and the smallest unstable rate
+    (one whose loss diverged or ended above where it started). A rate far
+    above lr* that is stable means the search space can go higher; an
+    unstable rate close above lr* says fixing instability (warmup, clipping;
+    see `warmup_sweep`) could unlock better results.
+
+    Every run starts from the same initial weights and sees the same batches
+    (`keras.utils.set_random_seed(seed)` before `build_model()`), and the
+    training loss before and after is measured on the same fixed batches of
+    `train_data` in inference mode. A `DivergenceMonitor(patience, factor)`
+    stops runs that blow up, and a `GradientNormLogger` records their
+    gradient norms.
+
+    Args:
+        build_model: a function ``() -> keras.Model`` returning a fresh model
+            compiled with a float learning rate (the sweep overwrites it).
+        train_data: a batched ``tf.data.Dataset`` of ``(x, y)``, or ``(x, y)``
+            arrays (then batched with `batch_size`, default 32).
+        learning_rates: the rates to try (positive; sorted for you).
+        steps: training steps per rate.
+        batch_size: the batch size for arrays.
+        eval_batches: batches of `train_data` the loss is measured on.
+        seed: the seed of the initial weights and the data order.
+        patience, factor: the `DivergenceMonitor` settings.
+        callbacks: extra Keras callbacks for every run.
+
+    Returns:
+        `LRSweepResult`.
+
+    Example:
+
+    ```python
+    def build_model():
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        return model
+
+    result = kp.lr_sweep(build_model, (x, y), [1e-3, 1e-2, 1e-1, 1.0], steps=200)
+    print(result.best_lr, result.unstable_lr)
+    ```
+    """
+    rates = _validate_rates(learning_rates)
+    steps = _validate_steps(steps)
+    if not callable(build_model):
+        raise TypeError("build_model must be a function returning a compiled keras.Model.")
+    data = _runner.SweepData(
+        train_data, batch_size=batch_size, eval_batches=eval_batches, seed=seed
+    )
+    runs = [
+        _runner.train_run(
+            build_model,
+            data,
+            lr,
+            steps,
+            seed=seed,
+            patience=patience,
+            factor=factor,
+            callbacks=callbacks,
+        )
+        for lr in rates
+    ]
+    return LRSweepResult(runs, steps)

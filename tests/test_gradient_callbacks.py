@@ -1,0 +1,291 @@
+"""GradientNormLogger and GradientClipping: exact norms and clipping, on 1 and 2 real replicas."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kplaybook as kp
+from kplaybook.callbacks import GradientClipping
+from kplaybook.callbacks import GradientNormLogger
+
+
+def _linear_data(n=8, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = rng.normal(size=(n, 1)).astype("float32")
+    w = np.array([[0.5], [-1.0], [2.0]], np.float32)[:d]
+    b = np.array([0.3], np.float32)
+    return x, y, w, b
+
+
+def _hand_gradient_norm(x, y, w, b):
+    """The gradient of the mean squared error of x @ w + b, by hand."""
+    residual = x @ w + b - y
+    grad_w = 2 * x.T @ residual / len(x)
+    grad_b = 2 * residual.sum(axis=0) / len(x)
+    return float(np.sqrt((grad_w**2).sum() + (grad_b**2).sum()))
+
+
+def _linear_model(strategy, w, b, **optimizer_kwargs):
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((w.shape[0],)), keras.layers.Dense(1)])
+        model.set_weights([w, b])
+        model.compile(keras.optimizers.SGD(0.1, **optimizer_kwargs), "mse")
+    return model
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_grad_norm_is_the_hand_computed_global_norm(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    x, y, w, b = _linear_data()
+    model = _linear_model(strategy, w, b)
+    assert model.distribute_strategy.num_replicas_in_sync == replicas
+    logger = GradientNormLogger()
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[logger])
+    expected = _hand_gradient_norm(x, y, w, b)
+    # Under 2 replicas each replica's gradient is half the batch's; the logged
+    # norm is that of their sum, the full-batch gradient (not 1/2 of it).
+    assert history.history["grad_norm"][0] == pytest.approx(expected, rel=1e-5)
+    assert logger.to_dataframe().loc[1, "grad_norm"] == pytest.approx(expected, rel=1e-5)
+    assert history.history["lr"][0] == pytest.approx(0.1)
+
+
+def test_grad_norm_every_step_matches_hand_computation_along_the_trajectory():
+    x, y, w, b = _linear_data(n=32)
+    model = _linear_model(tf.distribute.get_strategy(), w, b)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            kernel, bias = model.get_weights()
+            lo = batch * 8
+            seen.append(_hand_gradient_norm(x[lo : lo + 8], y[lo : lo + 8], kernel, bias))
+
+    logger = GradientNormLogger()
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[Probe(), logger])
+    logged = logger.to_dataframe()["grad_norm"]
+    assert list(logged.index) == [1, 2, 3, 4]
+    np.testing.assert_allclose(logged.to_numpy(), seen, rtol=1e-5)
+
+
+def _constant_gradient_model(strategy, **optimizer_kwargs):
+    """w starts at 0; loss -mean(w * y) has gradient -y on every replica's share."""
+    with strategy.scope():
+        model = keras.Sequential(
+            [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
+        )
+        model.compile(
+            keras.optimizers.SGD(1.0, **optimizer_kwargs),
+            loss=lambda y_true, y_pred: -tf.reduce_mean(y_pred * y_true),
+        )
+    return model
+
+
+def test_clipping_is_exact_after_cross_replica_aggregation(mirrored):
+    x = np.ones((4, 1), np.float32)
+    y = np.full((4, 1), 10.0, np.float32)  # each replica's gradient: -10
+
+    plain = _constant_gradient_model(mirrored)
+    plain.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert plain.get_weights()[0].item() == pytest.approx(20.0)  # the sum of the two -10s
+
+    clipped = _constant_gradient_model(mirrored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)  # 100% clipped: warned, expected
+        history = clipped.fit(
+            x, y, batch_size=4, epochs=1, verbose=0, callbacks=[GradientClipping(threshold=1.0)]
+        )
+    assert clipped.get_weights()[0].item() == pytest.approx(1.0, abs=1e-6)
+    assert history.history["grad_norm"][0] == pytest.approx(20.0)
+    assert history.history["clip_fraction"][0] == 1.0
+
+    keras_clip = _constant_gradient_model(mirrored, global_clipnorm=1.0)
+    keras_clip.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    # Keras clips each replica's share before the sum: the weight moves by 2.
+    assert keras_clip.get_weights()[0].item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_clipping_on_one_replica_matches_keras_global_clipnorm():
+    x = np.ones((4, 1), np.float32)
+    y = np.full((4, 1), 10.0, np.float32)
+    ours = _constant_gradient_model(tf.distribute.get_strategy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        ours.fit(x, y, batch_size=4, verbose=0, callbacks=[GradientClipping(threshold=3.0)])
+    theirs = _constant_gradient_model(tf.distribute.get_strategy(), global_clipnorm=3.0)
+    theirs.fit(x, y, batch_size=4, verbose=0)
+    assert ours.get_weights()[0].item() == pytest.approx(3.0)
+    assert theirs.get_weights()[0].item() == pytest.approx(3.0)
+
+
+def test_percentile_threshold_follows_the_observed_norms_exactly():
+    rng = np.random.default_rng(1)
+    n, batch = 30 * 4, 4
+    x = rng.normal(size=(n, 5)).astype("float32") * rng.uniform(0.2, 3.0, size=(n, 1)).astype(
+        "float32"
+    )
+    y = rng.normal(size=(n, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    lr = 0.01
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    clip = GradientClipping(percentile=80.0, history=8, min_history=5)
+    rows = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.before = [w.copy() for w in model.get_weights()]
+
+        def on_train_batch_end(self, batch, logs=None):
+            after = model.get_weights()
+            moved = math.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(after, self.before)))
+            rows.append((logs["grad_norm"], clip.threshold, moved, logs["clip_fraction"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        history = model.fit(
+            x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[clip, Probe()]
+        )
+    norms = [r[0] for r in rows]
+    clipped = []
+    for k, (norm, threshold, moved, fraction) in enumerate(rows):
+        if k < 5:
+            assert threshold is None  # fewer than min_history norms seen: no clipping
+            assert moved == pytest.approx(lr * norm, rel=1e-4)
+            clipped.append(False)
+        else:
+            window = norms[max(0, k + 1 - 8) : k + 1]  # the last `history` norms, this one included
+            expected = float(np.percentile(window, 80.0))
+            assert threshold == pytest.approx(expected, rel=1e-5)
+            assert moved == pytest.approx(lr * min(norm, expected), rel=1e-4)
+            clipped.append(norm > expected)
+        assert fraction == pytest.approx(sum(clipped) / len(clipped))
+    assert 0 < sum(clipped) < len(clipped)
+    assert history.history["clip_fraction"][0] == pytest.approx(sum(clipped) / len(clipped))
+    assert history.history["clip_threshold"][0] == pytest.approx(rows[-1][1])
+    assert clip.norms_seen == len(rows)
+
+
+def test_clipping_more_than_half_the_updates_warns():
+    x, y, w, b = _linear_data(n=16)
+    model = _linear_model(tf.distribute.get_strategy(), w, b)
+    with pytest.warns(kp.PlaybookWarning, match="lower the learning rate"):
+        model.fit(x, y, batch_size=4, verbose=0, callbacks=[GradientClipping(threshold=1e-6)])
+
+
+def test_no_warning_when_few_updates_are_clipped():
+    x, y, w, b = _linear_data(n=16)
+    model = _linear_model(tf.distribute.get_strategy(), w, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kp.PlaybookWarning)
+        history = model.fit(
+            x, y, batch_size=4, verbose=0, callbacks=[GradientClipping(threshold=1e6)]
+        )
+    assert history.history["clip_fraction"] == [0.0]
+
+
+def test_callbacks_work_on_a_second_fit_and_leave_later_fits_plain():
+    x = np.ones((4, 1), np.float32)
+    y = np.full((4, 1), 10.0, np.float32)
+    model = _constant_gradient_model(tf.distribute.get_strategy())
+    clip = GradientClipping(threshold=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        model.fit(x, y, batch_size=4, verbose=0, callbacks=[clip])
+        second = model.fit(x, y, batch_size=4, verbose=0, callbacks=[clip, GradientNormLogger()])
+    assert model.get_weights()[0].item() == pytest.approx(2.0)
+    assert second.history["grad_norm"] == [pytest.approx(10.0)]
+    third = model.fit(x, y, batch_size=4, verbose=0)
+    assert "grad_norm" not in third.history
+    assert model.get_weights()[0].item() == pytest.approx(12.0)  # unclipped again
+
+
+def test_a_subclassed_model_with_its_own_train_step_is_instrumented():
+    class Custom(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = -tf.reduce_mean(self(x) * y)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            return {"loss": loss}
+
+    model = Custom()
+    model.compile(keras.optimizers.SGD(1.0))
+    x = np.ones((4, 1), np.float32)
+    y = np.full((4, 1), 10.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        history = model.fit(
+            x, y, batch_size=4, verbose=0, callbacks=[GradientClipping(threshold=2.0)]
+        )
+    assert model.get_weights()[0].item() == pytest.approx(2.0)
+    assert history.history["grad_norm"] == [pytest.approx(10.0)]
+
+
+def test_tensorboard_receives_the_values_at_their_steps(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    x, y, w, b = _linear_data(n=40)
+    model = _linear_model(tf.distribute.get_strategy(), w, b)
+    logger = GradientNormLogger()
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[
+            logger,
+            kp.callbacks.Warmup(4),
+            keras.callbacks.TensorBoard(str(tmp_path), update_freq=1),
+        ],
+    )
+    events = event_accumulator.EventAccumulator(
+        str(tmp_path / "train"), size_guidance={"tensors": 0}
+    )
+    events.Reload()
+
+    def series(tag):
+        return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+
+    record = logger.to_dataframe()
+    assert list(record.index) == list(range(1, 11))
+    norms = series("batch_grad_norm")
+    assert sorted(norms) == list(range(1, 11))
+    for step, value in norms.items():
+        assert value == pytest.approx(record.loc[step, "grad_norm"], rel=1e-6)
+    lrs = series("batch_lr")
+    # Update k (1-based) ran at optimizer step k - 1: lr = 0.1 * (k - 1) / 4 during warmup.
+    for step in range(1, 11):
+        assert lrs[step] == pytest.approx(0.1 * min(step - 1, 4) / 4, rel=1e-6)
+    epoch_norms = series("epoch_grad_norm")
+    assert epoch_norms[0] == pytest.approx(record.loc[1:5, "grad_norm"].mean(), rel=1e-5)
+    assert epoch_norms[1] == pytest.approx(record.loc[6:10, "grad_norm"].mean(), rel=1e-5)
+
+
+def test_bad_arguments_get_one_sentence_errors():
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        GradientNormLogger(every=0)
+    with pytest.raises(ValueError, match="threshold must be a positive number"):
+        GradientClipping(threshold=-1.0)
+    with pytest.raises(ValueError, match="percentile must be in"):
+        GradientClipping(percentile=150)
+    with pytest.raises(ValueError, match="min_history"):
+        GradientClipping(history=10, min_history=20)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2), "mse")
+    with pytest.raises(ValueError, match="accumulated gradients"):
+        model.fit(np.ones((4, 1)), np.ones((4, 1)), verbose=0, callbacks=[GradientClipping()])
