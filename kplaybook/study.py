@@ -114,7 +114,7 @@ class Study:
 
     @property
     def direction(self):
-        """"min" or "max"."""
+        """ "min" or "max"."""
         return self._extra["objective"]["direction"]
 
     @property
@@ -192,7 +192,9 @@ class Study:
                 "trial_id": trial_id,
                 "status": status,
                 "infeasible_reason": infeasibility.reason_of(trial),
-                "objective": float(trial.score) if completed and trial.score is not None else np.nan,
+                "objective": float(trial.score)
+                if completed and trial.score is not None
+                else np.nan,
                 "best_step": trial.best_step if completed else None,
                 "epochs": len(self._steps(trial)),
             }
@@ -248,7 +250,9 @@ class Study:
                 f"({e}); delete it to drop the per-step record."
             ) from None
         if not executions:
-            return pd.DataFrame(columns=list(STEP_KEYS), index=pd.Index([], name="step"), dtype=float)
+            return pd.DataFrame(
+                columns=list(STEP_KEYS), index=pd.Index([], name="step"), dtype=float
+            )
         if not 0 <= execution < len(executions):
             raise IndexError(
                 f"Trial {trial_id!r} has {len(executions)} recorded execution(s); "
@@ -285,7 +289,9 @@ class Study:
             done = group[group["status"] == "completed"]
             if len(done):
                 best = done.loc[
-                    done["objective"].idxmin() if self.direction == "min" else done["objective"].idxmax()
+                    done["objective"].idxmin()
+                    if self.direction == "min"
+                    else done["objective"].idxmax()
                 ]
                 row.update(
                     trial_id=best["trial_id"],

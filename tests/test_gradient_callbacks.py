@@ -122,7 +122,8 @@ def test_clipping_on_one_replica_matches_keras_global_clipnorm():
     assert theirs.get_weights()[0].item() == pytest.approx(3.0)
 
 
-def test_percentile_threshold_follows_the_observed_norms_exactly():
+@pytest.mark.parametrize("percentile", [80.0, 50.0, 100.0])
+def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
     rng = np.random.default_rng(1)
     n, batch = 30 * 4, 4
     x = rng.normal(size=(n, 5)).astype("float32") * rng.uniform(0.2, 3.0, size=(n, 1)).astype(
@@ -133,7 +134,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly():
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
     lr = 0.01
     model.compile(keras.optimizers.SGD(lr), "mse")
-    clip = GradientClipping(percentile=80.0, history=8, min_history=5)
+    clip = GradientClipping(percentile=percentile, history=8, min_history=5)
     rows = []
 
     class Probe(keras.callbacks.Callback):
@@ -159,12 +160,13 @@ def test_percentile_threshold_follows_the_observed_norms_exactly():
             clipped.append(False)
         else:
             window = norms[max(0, k + 1 - 8) : k + 1]  # the last `history` norms, this one included
-            expected = float(np.percentile(window, 80.0))
+            expected = float(np.percentile(window, percentile))
             assert threshold == pytest.approx(expected, rel=1e-5)
             assert moved == pytest.approx(lr * min(norm, expected), rel=1e-4)
             clipped.append(norm > expected)
         assert fraction == pytest.approx(sum(clipped) / len(clipped))
-    assert 0 < sum(clipped) < len(clipped)
+    if percentile < 100:
+        assert 0 < sum(clipped) < len(clipped)
     assert history.history["clip_fraction"][0] == pytest.approx(sum(clipped) / len(clipped))
     assert history.history["clip_threshold"][0] == pytest.approx(rows[-1][1])
     assert clip.norms_seen == len(rows)

@@ -200,9 +200,9 @@ class Instrumentation:
         return any(isinstance(c, (GradientClipping, GradientNormLogger)) for c in self.callbacks)
 
     def epoch_variables(self):
-        """(steps, clipped, norm_sum, norm_max) accumulated over the current epoch."""
+        """One float32[4] variable: (steps, clipped steps, sum of norms, max norm) of the epoch."""
         if self._epoch_vars is None:
-            self._epoch_vars = tuple(replicated_variable(self._strategy, 0.0) for _ in range(4))
+            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([4]))
         return self._epoch_vars
 
     def begin_epoch(self, epoch):
@@ -210,8 +210,7 @@ class Instrumentation:
         if self._epoch_begun == epoch:
             return
         self._epoch_begun = epoch
-        for v in self.epoch_variables():
-            v.assign(0.0)
+        self.epoch_variables().assign(tf.zeros([4]))
 
     def end_epoch(self, logs):
         """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`."""
@@ -220,7 +219,7 @@ class Instrumentation:
 
     def epoch_summary(self):
         """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far."""
-        steps, clipped, norm_sum, norm_max = (float(v.numpy()) for v in self.epoch_variables())
+        steps, clipped, norm_sum, norm_max = (float(v) for v in self.epoch_variables().numpy())
         if steps == 0:
             return {}
         summary = {GRAD_NORM: norm_sum / steps, GRAD_NORM + "_max": norm_max}
@@ -254,22 +253,25 @@ class Instrumentation:
             norm = norm / scale
         finite = tf.math.is_finite(norm)
 
-        steps, clipped, norm_sum, norm_max = self.epoch_variables()
         values = {GRAD_NORM: norm}
         clipping = self._clipping()
+        clipped = tf.constant(0.0)
         if clipping is not None:
             threshold = clipping._threshold_for_step(norm, finite, self._strategy)
             clip = tf.logical_and(finite, norm > threshold)
             factor = tf.where(clip, threshold / norm, tf.ones_like(norm))
             grads = [_scaled(g, factor) for g in grads]
-            clipped.assign_add(tf.cast(clip, tf.float32))
-        steps.assign_add(1.0)
+            clipped = tf.cast(clip, tf.float32)
+        # One read and one write of the epoch statistics per step.
+        stats = self.epoch_variables()
         safe_norm = tf.where(finite, norm, tf.zeros_like(norm))
-        norm_sum.assign_add(safe_norm)
-        norm_max.assign(tf.maximum(norm_max, safe_norm))
+        old = stats.read_value()
+        new = tf.stack(
+            [old[0] + 1.0, old[1] + clipped, old[2] + safe_norm, tf.maximum(old[3], safe_norm)]
+        )
+        stats.assign(new)
         if clipping is not None:
-            # Reads after the writes above (automatic control dependencies).
-            values[CLIP_FRACTION] = clipped.read_value() / steps.read_value()
+            values[CLIP_FRACTION] = new[1] / new[0]
         self._local.values = values
         return grads
 

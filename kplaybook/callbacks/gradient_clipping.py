@@ -84,6 +84,9 @@ class GradientClipping(keras.callbacks.Callback):
         self.percentile = float(percentile)
         self.history = history
         self.min_history = min_history
+        # The order statistics needed for any count n <= history lie among the
+        # largest ceil((1 - p/100) * (history - 1)) + 2 values.
+        self._top_k = min(history, math.ceil((1 - self.percentile / 100.0) * (history - 1)) + 2)
         self._inst = None
         self._state = None  # (norms buffer, norms seen, last threshold), per strategy
         self._strategy = None
@@ -111,7 +114,7 @@ class GradientClipping(keras.callbacks.Callback):
             self._strategy = strategy
             self._state = (
                 _instrumentation.replicated_variable(
-                    strategy, tf.fill([self.history], float("inf"))
+                    strategy, tf.fill([self.history], float("-inf"))
                 ),
                 _instrumentation.replicated_variable(strategy, 0, dtype=tf.int64),
                 _instrumentation.replicated_variable(strategy, float("inf")),
@@ -146,7 +149,7 @@ class GradientClipping(keras.callbacks.Callback):
     @property
     def threshold(self):
         """The threshold the last step used, or None while clipping is not yet active."""
-        if self._state is None:
+        if self.fixed_threshold is not None or self._state is None:
             return self.fixed_threshold
         value = float(self._state[2].numpy())
         return value if math.isfinite(value) else None
@@ -160,9 +163,7 @@ class GradientClipping(keras.callbacks.Callback):
         """In the traced step: this step's threshold (inf when not clipping); updates the history."""
         buffer, seen, last = self._state
         if self.fixed_threshold is not None:
-            threshold = tf.constant(self.fixed_threshold, tf.float32)
-            last.assign(threshold)
-            return threshold
+            return tf.constant(self.fixed_threshold, tf.float32)
         size = self.history
         old = buffer.read_value()
         seen_before = seen.read_value()
@@ -173,16 +174,20 @@ class GradientClipping(keras.callbacks.Callback):
         buffer.assign(current)
         seen.assign(seen_now)
 
+        # numpy's "linear" percentile of the n valid norms s[0] <= ... <= s[n-1]:
+        # s[lo] + frac * (s[lo + 1] - s[lo]) with lo + frac = p/100 * (n - 1).
+        # Only the largest (1 - p/100) share is needed, so a partial top-k
+        # replaces a full sort; unfilled slots hold -inf and sort last.
         count = tf.maximum(tf.minimum(seen_now, size), 1)
-        ordered = tf.sort(current)  # unfilled slots are +inf and sort last
         position = (self.percentile / 100.0) * tf.cast(count - 1, tf.float64)
-        low = tf.cast(tf.floor(position), tf.int32)
-        high = tf.minimum(low + 1, tf.cast(count, tf.int32) - 1)
+        low = tf.cast(tf.floor(position), tf.int64)
         fraction = tf.cast(position - tf.floor(position), tf.float32)
-        low_value = tf.gather(ordered, low)
-        high_value = tf.gather(ordered, high)
-        value = low_value + fraction * (high_value - low_value)
-        value = tf.where(tf.equal(fraction, 0.0), low_value, value)
+        largest, _ = tf.math.top_k(current, k=self._top_k)  # descending
+        low_value = tf.gather(largest, tf.cast(count - 1 - low, tf.int32))
+        high_value = tf.gather(largest, tf.cast(tf.maximum(count - 2 - low, 0), tf.int32))
+        value = tf.where(
+            tf.equal(fraction, 0.0), low_value, low_value + fraction * (high_value - low_value)
+        )
         active = seen_before >= self.min_history
         threshold = tf.where(active, value, tf.constant(float("inf"), tf.float32))
         last.assign(threshold)

@@ -7,6 +7,9 @@ from kplaybook.sweeps.lr_sweep import _validate_steps
 # max_train_steps, and a warmup longer than 5% of it suggests training longer.
 MAX_WARMUP_FRACTION = 0.10
 LONG_WARMUP_FRACTION = 0.05
+# A stable run whose final loss is this many times the sweep's best gets a
+# note: stability alone does not say the rate trains well (kplaybook's choice).
+FAR_WORSE = 2.0
 
 
 class WarmupSweepResult:
@@ -66,6 +69,16 @@ class WarmupSweepResult:
                 "targets at least 10x the unstable rate, so try a higher base_lr."
             ]
         notes = [f"A warmup of {shortest} steps makes learning rate {self.base_lr:g} stable."]
+        stable = [r for r in self.runs if r["stable"]]
+        best = min(stable, key=lambda r: r["final_loss"])
+        first = stable[0]
+        if first is not best and first["final_loss"] > FAR_WORSE * best["final_loss"]:
+            notes.append(
+                f"But it ends at training loss {first['final_loss']:.4g}, more than "
+                f"{FAR_WORSE:g}x the {best['final_loss']:.4g} after a {best['warmup_steps']}-step "
+                "warmup: check its curve (a network stuck at chance level is not diverged "
+                "but has not trained either)."
+            )
         if shortest > LONG_WARMUP_FRACTION * self.max_train_steps:
             notes.append(
                 f"That is more than {LONG_WARMUP_FRACTION:.0%} of max_train_steps "

@@ -117,8 +117,7 @@ class StudyTuner(kt.Tuner):
             if any(log.nonfinite for log in self._execution_logs):
                 reason = infeasibility.NAN_LOSS
         if reason in (None, infeasibility.NAN_LOSS) and any(
-            isinstance(cb, DivergenceMonitor) and cb.diverged
-            for cb in self._execution_callbacks
+            isinstance(cb, DivergenceMonitor) and cb.diverged for cb in self._execution_callbacks
         ):
             reason = infeasibility.DIVERGED
         write_steps(
@@ -126,9 +125,7 @@ class StudyTuner(kt.Tuner):
             [steps.record for steps in self._execution_steps],
         )
 
-        reports = [
-            (epoch, logs) for log in self._execution_logs for epoch, logs in log.epochs
-        ]
+        reports = [(epoch, logs) for log in self._execution_logs for epoch, logs in log.epochs]
         if not reports and results is not None:
             # A HyperModel.fit() that ignores callbacks: one report, as KerasTuner does.
             tuner_utils.validate_trial_results(results, objective, "Tuner.run_trial()")
@@ -142,9 +139,7 @@ class StudyTuner(kt.Tuner):
                     f"metrics {sorted(logged)}; pass validation_data to search() "
                     "or choose a logged metric as the objective."
                 )
-            if not any(
-                infeasibility.is_finite(logs.get(objective.name)) for _, logs in reports
-            ):
+            if not any(infeasibility.is_finite(logs.get(objective.name)) for _, logs in reports):
                 reason = infeasibility.NAN_LOSS
         if not reports:
             reports = [(0, {})]
