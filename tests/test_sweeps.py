@@ -172,3 +172,35 @@ def test_a_loss_that_blows_up_without_nan_counts_as_diverged():
     assert frame.loc[1.0, "diverged"]
     assert "stayed above 10x its minimum" in frame.loc[1.0, "divergence_reason"]
     assert frame.loc[1.0, "steps_run"] < 100  # stopped early
+
+
+@pytest.mark.slow
+def test_the_stability_example_runs_offline_and_saves_its_plots(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(root, "examples", "stability.py"),
+            "--steps",
+            "100",
+            "--warmups",
+            "10,100",
+            "--max-train-steps",
+            "1000",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "lr* = " in result.stdout
+    assert "Warmup sweep at" in result.stdout
+    assert (tmp_path / "lr_sweep.png").stat().st_size > 10_000
+    assert (tmp_path / "warmup_sweep.png").stat().st_size > 10_000

@@ -66,25 +66,33 @@ def _scaled(gradient, factor):
     if gradient is None:
         return None
     if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(
-            gradient.values * tf.cast(factor, gradient.values.dtype),
-            gradient.indices,
-            gradient.dense_shape,
-        )
-    return gradient * tf.cast(factor, gradient.dtype)
+        values = gradient.values
+        if values.dtype != factor.dtype:
+            factor = tf.cast(factor, values.dtype)
+        return tf.IndexedSlices(values * factor, gradient.indices, gradient.dense_shape)
+    if gradient.dtype != factor.dtype:
+        factor = tf.cast(factor, gradient.dtype)
+    return gradient * factor
+
+
+_ZERO = 0.0
+_ONE = 1.0
+_MAX_SLOT = (False, False, False, True)
 
 
 def global_norm(gradients):
     """The L2 norm of all `gradients` together, in float32 (None entries skipped)."""
-    squares = []
+    halves = []  # tf.nn.l2_loss(t) = sum(t ** 2) / 2, one fused op per tensor
     for g in gradients:
         if g is None:
             continue
         values = g.values if isinstance(g, tf.IndexedSlices) else g
-        squares.append(tf.reduce_sum(tf.square(tf.cast(values, tf.float32))))
-    if not squares:
+        if values.dtype != tf.float32:
+            values = tf.cast(values, tf.float32)
+        halves.append(tf.nn.l2_loss(values))
+    if not halves:
         return tf.constant(0.0, tf.float32)
-    return tf.sqrt(tf.add_n(squares))
+    return tf.sqrt(2.0 * tf.add_n(halves))
 
 
 class Instrumentation:
@@ -100,7 +108,9 @@ class Instrumentation:
     _by_model = weakref.WeakKeyDictionary()
 
     def __init__(self, model):
-        self.model = model
+        # A weak reference: `_by_model` is keyed weakly by the model, and a
+        # strong one here would keep every instrumented model alive forever.
+        self._model = weakref.ref(model)
         self.callbacks = []
         self.fit_token = None
         self.optimizer = None
@@ -142,9 +152,12 @@ class Instrumentation:
         if not self.callbacks:
             self._remove_hooks()
             self.fit_token = None
+            model = self._model()
+            if model is not None:
+                type(self)._by_model.pop(model, None)
 
     def _install_hooks(self):
-        model = self.model
+        model = self._model()
         optimizer = model.optimizer
         self.optimizer = optimizer
         self._strategy = model.distribute_strategy
@@ -176,12 +189,14 @@ class Instrumentation:
     def _remove_hooks(self):
         if self.optimizer is None:
             return
-        for obj, name in ((self.optimizer, "apply"), (self.model, "train_step")):
-            if name in vars(obj):
+        model = self._model()
+        for obj, name in ((self.optimizer, "apply"), (model, "train_step")):
+            if obj is not None and name in vars(obj):
                 object.__delattr__(obj, name)
         self.optimizer = None
         self._epoch_vars = None
-        self.model.train_function = None
+        if model is not None:
+            model.train_function = None
 
     # ------------------------------------------------------------- features
 
@@ -251,23 +266,24 @@ class Instrumentation:
         scale = self._loss_scale()
         if scale is not None:
             norm = norm / scale
-        finite = tf.math.is_finite(norm)
 
+        # Every op here runs at every step, so the count is kept small (each
+        # costs a few microseconds of dispatch on CPU, a kernel launch on GPU).
         values = {GRAD_NORM: norm}
         clipping = self._clipping()
-        clipped = tf.constant(0.0)
+        clipped = _ZERO
         if clipping is not None:
-            threshold = clipping._threshold_for_step(norm, finite, self._strategy)
-            clip = tf.logical_and(finite, norm > threshold)
-            factor = tf.where(clip, threshold / norm, tf.ones_like(norm))
+            threshold = clipping._threshold_for_step(norm)
+            # min(1, λ/‖g‖): 1 for ‖g‖ <= λ; a non-finite norm gives a
+            # non-finite or zero factor, and DivergenceMonitor sees the norm.
+            factor = tf.minimum(1.0, threshold / norm)
             grads = [_scaled(g, factor) for g in grads]
-            clipped = tf.cast(clip, tf.float32)
-        # One read and one write of the epoch statistics per step.
+            clipped = tf.cast(norm > threshold, tf.float32)
         stats = self.epoch_variables()
-        safe_norm = tf.where(finite, norm, tf.zeros_like(norm))
         old = stats.read_value()
-        new = tf.stack(
-            [old[0] + 1.0, old[1] + clipped, old[2] + safe_norm, tf.maximum(old[3], safe_norm)]
+        # (steps, clipped, sum of norms, max norm) in one read and one write.
+        new = tf.where(
+            _MAX_SLOT, tf.maximum(old, norm), old + tf.stack([_ONE, clipped, norm, _ZERO])
         )
         stats.assign(new)
         if clipping is not None:

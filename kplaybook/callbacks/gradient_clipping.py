@@ -4,6 +4,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kplaybook.callbacks import _instrumentation
@@ -12,6 +13,8 @@ from kplaybook.errors import PlaybookWarning
 # PLAYBOOK.md rule 32: clipping more than half of the updates is extremely
 # aggressive; lower the learning rate instead.
 AGGRESSIVE_CLIP_FRACTION = 0.5
+
+_INF = float("inf")
 
 
 class GradientClipping(keras.callbacks.Callback):
@@ -116,9 +119,11 @@ class GradientClipping(keras.callbacks.Callback):
                 _instrumentation.replicated_variable(
                     strategy, tf.fill([self.history], float("-inf"))
                 ),
-                _instrumentation.replicated_variable(strategy, 0, dtype=tf.int64),
+                _instrumentation.replicated_variable(strategy, 0, dtype=tf.int32),
                 _instrumentation.replicated_variable(strategy, float("inf")),
             )
+        if self.fixed_threshold is None:
+            self._build_tables()
         self._warned = False
         self._inst = _instrumentation.Instrumentation.attach(self.model, self)
 
@@ -159,39 +164,53 @@ class GradientClipping(keras.callbacks.Callback):
         """How many finite gradient norms this callback has observed."""
         return 0 if self._state is None else int(self._state[1].numpy())
 
-    def _threshold_for_step(self, norm, finite, strategy):
+    def _threshold_for_step(self, norm):
         """In the traced step: this step's threshold (inf when not clipping); updates the history."""
-        buffer, seen, last = self._state
         if self.fixed_threshold is not None:
             return tf.constant(self.fixed_threshold, tf.float32)
+        buffer, seen, last = self._state
         size = self.history
+        finite = tf.math.is_finite(norm)
         old = buffer.read_value()
         seen_before = seen.read_value()
-        index = tf.cast(seen_before % size, tf.int32)
-        updated = tf.tensor_scatter_nd_update(old, [[index]], tf.reshape(norm, [1]))
-        current = tf.where(finite, updated, old)
-        seen_now = seen_before + tf.cast(finite, tf.int64)
+        index = seen_before % size
+        # A non-finite norm is not recorded: its slot keeps the old value.
+        stored = tf.where(finite, norm, tf.gather(old, index))
+        current = tf.tensor_scatter_nd_update(
+            old, tf.reshape(index, [1, 1]), tf.reshape(stored, [1])
+        )
+        seen_now = seen_before + tf.cast(finite, tf.int32)
         buffer.assign(current)
         seen.assign(seen_now)
-
-        # numpy's "linear" percentile of the n valid norms s[0] <= ... <= s[n-1]:
-        # s[lo] + frac * (s[lo + 1] - s[lo]) with lo + frac = p/100 * (n - 1).
-        # Only the largest (1 - p/100) share is needed, so a partial top-k
-        # replaces a full sort; unfilled slots hold -inf and sort last.
-        count = tf.maximum(tf.minimum(seen_now, size), 1)
-        position = (self.percentile / 100.0) * tf.cast(count - 1, tf.float64)
-        low = tf.cast(tf.floor(position), tf.int64)
-        fraction = tf.cast(position - tf.floor(position), tf.float32)
-        largest, _ = tf.math.top_k(current, k=self._top_k)  # descending
-        low_value = tf.gather(largest, tf.cast(count - 1 - low, tf.int32))
-        high_value = tf.gather(largest, tf.cast(tf.maximum(count - 2 - low, 0), tf.int32))
-        value = tf.where(
-            tf.equal(fraction, 0.0), low_value, low_value + fraction * (high_value - low_value)
-        )
-        active = seen_before >= self.min_history
-        threshold = tf.where(active, value, tf.constant(float("inf"), tf.float32))
+        # numpy's "linear" percentile of the n valid norms s[0] <= ... <= s[n-1]
+        # is s[lo] + frac * (s[lo + 1] - s[lo]) with lo + frac = p/100 * (n - 1).
+        # Only the largest (1 - p/100) share is needed: a partial top-k (unfilled
+        # slots hold -inf and come last) and per-n index tables built once.
+        largest, _ = tf.math.top_k(current, k=self._top_k)
+        count = tf.minimum(seen_now, size)
+        low = tf.gather(largest, tf.gather(self._low_index, count))
+        high = tf.gather(largest, tf.gather(self._high_index, count))
+        value = low + tf.gather(self._fraction, count) * (high - low)
+        threshold = tf.where(seen_before >= self.min_history, value, _INF)
         last.assign(threshold)
         return threshold
+
+    def _build_tables(self):
+        """Index tables for every count n of valid norms (0..history), in top-k order."""
+        low_index, high_index, fraction = [], [], []
+        for count in range(self.history + 1):
+            n = max(count, 1)
+            position = self.percentile / 100.0 * (n - 1)
+            lo = math.floor(position)
+            low_index.append(n - 1 - lo)
+            high_index.append(max(n - 2 - lo, 0))
+            # Exactly 0 at lo == n - 1 (p = 100), so an unfilled -inf never mixes in.
+            fraction.append(position - lo)
+        # numpy, not eager tensors: in the traced step they become graph
+        # constants rather than captured inputs fed at every call.
+        self._low_index = np.array(low_index, np.int32)
+        self._high_index = np.array(high_index, np.int32)
+        self._fraction = np.array(fraction, np.float32)
 
     def __deepcopy__(self, memo):
         # KerasTuner deep-copies callbacks for every execution: start fresh.

@@ -1,5 +1,7 @@
 """`Warmup`: a linear learning-rate ramp for a compiled float learning rate."""
 
+import weakref
+
 import keras
 
 from kplaybook.callbacks import _instrumentation
@@ -64,10 +66,10 @@ class Warmup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         variable = self._variable()
-        if self._peak_model is not self.model:
+        if self._peak_model is None or self._peak_model() is not self.model:
             # Resolved once per model: a second fit that starts mid-warmup
             # must not take the ramped value as its peak.
-            self._peak_model = self.model
+            self._peak_model = weakref.ref(self.model)
             self._peak = self.peak_lr if self.peak_lr is not None else float(variable.numpy())
         self._inst = _instrumentation.Instrumentation.attach(self.model, self)
         self._base = int(self.model.optimizer.iterations.numpy())

@@ -85,6 +85,7 @@ class LRSweepResult:
             "final_loss": [r["final_loss"] for r in self.runs],
             "initial_loss": [r["initial_loss"] for r in self.runs],
             "unstable": [not r["stable"] for r in self.runs],
+            "diverged_step": {r["learning_rate"]: r["diverged_step"] for r in self.runs},
             "best_lr": best,
             "unstable_lr": self.unstable_lr,
             "curves": {lr: self.curves()[lr] for lr in shown},

@@ -100,6 +100,7 @@ class WarmupSweepResult:
             "warmup_steps": [r["warmup_steps"] for r in self.runs],
             "stable": [r["stable"] for r in self.runs],
             "final_loss": [r["final_loss"] for r in self.runs],
+            "diverged_step": [r["diverged_step"] for r in self.runs],
             "base_lr": self.base_lr,
             "shortest_stable_warmup": self.shortest_stable_warmup,
             "curves": self.curves(),
