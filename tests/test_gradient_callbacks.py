@@ -291,3 +291,29 @@ def test_bad_arguments_get_one_sentence_errors():
     model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2), "mse")
     with pytest.raises(ValueError, match="accumulated gradients"):
         model.fit(np.ones((4, 1)), np.ones((4, 1)), verbose=0, callbacks=[GradientClipping()])
+
+
+def test_loss_scaling_is_undone_before_the_norm_and_the_clip():
+    # A LossScaleOptimizer (what mixed precision uses) hands apply() gradients
+    # multiplied by its dynamic scale (2**15 to start).
+    with tf.distribute.get_strategy().scope():
+        model = keras.Sequential(
+            [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
+        )
+        model.compile(
+            keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1.0)),
+            loss=lambda y_true, y_pred: -tf.reduce_mean(y_pred * y_true),
+        )
+    x = np.ones((4, 1), np.float32)
+    y = np.full((4, 1), 10.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        history = model.fit(
+            x,
+            y,
+            batch_size=4,
+            verbose=0,
+            callbacks=[GradientClipping(threshold=4.0), GradientNormLogger()],
+        )
+    assert history.history["grad_norm"] == [pytest.approx(10.0)]
+    assert model.get_weights()[0].item() == pytest.approx(4.0)

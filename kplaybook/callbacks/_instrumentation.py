@@ -161,6 +161,16 @@ class Instrumentation:
         optimizer = model.optimizer
         self.optimizer = optimizer
         self._strategy = model.distribute_strategy
+        if (
+            isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            and not optimizer.built
+            and model.built
+            and model.trainable_variables
+        ):
+            # Its loss scale is created when it is built, which Keras does on
+            # the first apply, after this hook needs it.
+            with self._strategy.scope():
+                optimizer.build(model.trainable_variables)
         original_apply = optimizer.apply
         original_train_step = model.train_step
 
@@ -245,6 +255,11 @@ class Instrumentation:
     def _loss_scale(self):
         optimizer = self.optimizer
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            if not hasattr(optimizer, "dynamic_scale"):
+                raise RuntimeError(
+                    "The LossScaleOptimizer was not built before training; build the "
+                    "model (call it on a batch) before fit() so its loss scale exists."
+                )
             return tf.cast(tf.convert_to_tensor(optimizer.dynamic_scale), tf.float32)
         factor = getattr(optimizer, "loss_scale_factor", None)
         return None if factor is None else tf.constant(float(factor), tf.float32)
