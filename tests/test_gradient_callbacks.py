@@ -317,3 +317,107 @@ def test_loss_scaling_is_undone_before_the_norm_and_the_clip():
         )
     assert history.history["grad_norm"] == [pytest.approx(10.0)]
     assert model.get_weights()[0].item() == pytest.approx(4.0)
+
+
+def test_zero_norm_steps_under_percentile_clipping_keep_the_weights_finite():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    y = rng.normal(size=(40, 1)).astype("float32")
+    weights = np.ones(40, np.float32)
+    weights[:12] = 0.0  # three batches with zero sample weight: zero gradients
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    clip = GradientClipping(percentile=90, history=10, min_history=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        history = model.fit(
+            x, y, sample_weight=weights, batch_size=4, shuffle=False, verbose=0, callbacks=[clip]
+        )
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert history.history["grad_norm"][0] > 0
+
+
+def test_a_fit_that_raises_leaves_no_hooks_behind():
+    import gc
+    import weakref
+
+    x = np.ones((8, 1), np.float32)
+    y = np.full((8, 1), 10.0, np.float32)
+    model = _constant_gradient_model(tf.distribute.get_strategy())
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        model.fit(
+            x, y, batch_size=4, verbose=0, callbacks=[GradientClipping(threshold=1e-3), Boom()]
+        )
+    before = model.get_weights()[0].item()
+    plain = model.fit(x, y, batch_size=4, verbose=0)  # no kplaybook callbacks: plain Keras
+    assert set(plain.history) == {"loss"}
+    assert model.get_weights()[0].item() == pytest.approx(before + 20.0)  # 2 unclipped steps
+    alive = weakref.ref(model)
+    del model, plain
+    gc.collect()
+    assert alive() is None  # the instrumentation does not keep the model alive
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_embedding_gradients_with_repeated_rows_have_their_true_norm(replicas, mirrored):
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    tokens = np.array([[1, 1, 2, 1], [2, 2, 3, 1]], np.int32)
+    target = np.ones((2, 1), np.float32)
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((4,), dtype="int32"),
+                keras.layers.Embedding(5, 3),
+                keras.layers.GlobalAveragePooling1D(),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+    weights = model.get_weights()
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(target, model(tokens))
+    dense = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+    expected = float(np.sqrt(sum(float(tf.reduce_sum(g**2)) for g in dense)))
+    model.set_weights(weights)
+    history = model.fit(
+        tokens, target, batch_size=2, shuffle=False, verbose=0, callbacks=[GradientNormLogger()]
+    )
+    assert history.history["grad_norm"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_mixed_precision_overflow_steps_are_not_divergence():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(1, dtype="float32"),
+            ]
+        )
+        model.compile(keras.optimizers.Adam(1e-3), "mse")  # Keras wraps it in a LossScaleOptimizer
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(160, 8)).astype("float32")
+        # Large targets: gradients times the initial loss scale (2**15)
+        # overflow float16, so the first steps are skipped by design.
+        y = 100 * rng.normal(size=(160, 1)).astype("float32")
+        monitor = kp.callbacks.DivergenceMonitor()
+        logger = GradientNormLogger()
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor, logger])
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    norms = logger.to_dataframe()["grad_norm"]
+    assert list(norms.index) == list(range(1, 41))  # skipped steps still numbered in order
+    assert not norms.notna().all()  # the first steps overflowed (recorded as missing)...
+    assert not monitor.diverged  # ...and that is not divergence
+    assert all(np.isfinite(history.history["grad_norm"]))

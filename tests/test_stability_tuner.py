@@ -78,7 +78,8 @@ def test_per_step_values_are_stored_with_the_trial_and_survive_reload(stability_
     trial_id = ok["trial_id"].iloc[0]
     steps = study.steps(trial_id)
     assert list(steps.index) == list(range(1, 31))  # 3 epochs x 10 steps, every step
-    assert set(steps.columns) == {"grad_norm", "lr", "clip_fraction"}
+    # step_loss: each step's own loss, logged because a DivergenceMonitor is present.
+    assert set(steps.columns) == {"grad_norm", "lr", "clip_fraction", "step_loss"}
     assert (steps["grad_norm"] > 0).all()
     # Warmup(5) on the compiled 0.05: update k ran at rate 0.05 * (k - 1) / 5.
     expected_lr = [0.05 * min(k - 1, 5) / 5 for k in steps.index]
@@ -90,6 +91,10 @@ def test_per_step_values_are_stored_with_the_trial_and_survive_reload(stability_
         steps.loc[1:10, "grad_norm"].mean(), rel=1e-5
     )
     assert curves["clip_fraction"].iloc[-1] == pytest.approx(steps.loc[30, "clip_fraction"])
+    # Keras's epoch loss is the mean of the epoch's per-step losses (equal batches).
+    for epoch in range(3):
+        window = steps.loc[10 * epoch + 1 : 10 * epoch + 10, "step_loss"]
+        assert curves["loss"].iloc[epoch] == pytest.approx(window.mean(), rel=1e-5)
 
 
 def test_a_diverged_trial_keeps_its_steps_up_to_the_stop(stability_study):

@@ -204,3 +204,21 @@ def test_the_stability_example_runs_offline_and_saves_its_plots(tmp_path):
     assert "Warmup sweep at" in result.stdout
     assert (tmp_path / "lr_sweep.png").stat().st_size > 10_000
     assert (tmp_path / "warmup_sweep.png").stat().st_size > 10_000
+
+
+def test_every_run_of_a_sweep_sees_the_same_batches_and_fresh_callbacks(digits_train):
+    clip = kp.callbacks.GradientClipping(percentile=90, min_history=5)
+    # Rates too small to move the weights: any difference between the runs'
+    # loss curves could only come from a different data order.
+    result = kp.lr_sweep(small_mlp, digits_train, [1e-12, 2e-12], steps=30, callbacks=[clip])
+    first, second = result.curves()[1e-12], result.curves()[2e-12]
+    np.testing.assert_allclose(first["loss"], second["loss"], rtol=1e-6)
+    assert first["loss"].nunique() > 1  # the batches do differ along the run
+    assert clip.norms_seen == 0  # each run got its own copy
+
+
+def test_warmup_sweep_runs_hold_the_target_after_the_ramp(digits_train):
+    result = kp.warmup_sweep(small_mlp, digits_train, 0.5, [5], max_train_steps=100, steps=30)
+    curve = result.curves()[5]
+    np.testing.assert_allclose(curve["lr"].iloc[-1], 0.5, rtol=1e-6)
+    assert list(result.to_dataframe().index) == [0, 5]

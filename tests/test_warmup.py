@@ -142,3 +142,13 @@ def test_warmup_decay_bad_arguments():
     with pytest.raises(ValueError, match="end_lr must be between"):
         WarmupDecay(0.1, 1, 10, end_lr=0.5)
     assert float(WarmupDecay(0.1, 0, 10, decay="constant")(0)) == pytest.approx(0.1)
+
+
+def test_a_new_warmup_after_an_interrupted_one_keeps_the_original_peak():
+    x, y = _data(12)
+    model = _model(0.2)
+    model.fit(x, y, batch_size=4, verbose=0, callbacks=[kp.callbacks.Warmup(10)])  # steps 0-2
+    probe = LRProbe()
+    model.fit(x, y, batch_size=4, verbose=0, callbacks=[kp.callbacks.Warmup(10), probe])
+    peak = float(np.float32(0.2))
+    assert probe.rates == pytest.approx([peak * k / 10 for k in (3, 4, 5)], rel=1e-6)

@@ -32,6 +32,7 @@ import tensorflow as tf
 GRAD_NORM = "grad_norm"
 CLIP_FRACTION = "clip_fraction"
 LR = "lr"
+STEP_LOSS = "step_loss"
 
 _ONLY_FIRST = dict(
     trainable=False,
@@ -56,12 +57,6 @@ def require_tensorflow_backend(callback):
         )
 
 
-def _dense(gradient):
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.convert_to_tensor(gradient)
-    return gradient
-
-
 def _scaled(gradient, factor):
     if gradient is None:
         return None
@@ -77,7 +72,18 @@ def _scaled(gradient, factor):
 
 _ZERO = 0.0
 _ONE = 1.0
-_MAX_SLOT = (False, False, False, True)
+_MAX_SLOT = (False, False, False, False, True)
+
+
+def _read(variable):
+    """The value of a (Keras or TF) variable at this point of the traced step."""
+    return tf.identity(tf.cast(tf.convert_to_tensor(variable), tf.float32))
+
+
+def _row_sums(slices):
+    """The values of an IndexedSlices with repeated indices summed: the rows of the dense gradient."""
+    unique, position = tf.unique(slices.indices)
+    return tf.math.unsorted_segment_sum(slices.values, position, tf.shape(unique)[0])
 
 
 def global_norm(gradients):
@@ -86,7 +92,7 @@ def global_norm(gradients):
     for g in gradients:
         if g is None:
             continue
-        values = g.values if isinstance(g, tf.IndexedSlices) else g
+        values = _row_sums(g) if isinstance(g, tf.IndexedSlices) else g
         if values.dtype != tf.float32:
             values = tf.cast(values, tf.float32)
         halves.append(tf.nn.l2_loss(values))
@@ -103,16 +109,21 @@ class Instrumentation:
     least one is attached. What the traced step computes is decided by the
     attached callbacks when the train function is traced (its first call,
     after every `on_train_begin`).
+
+    A fit that raises never calls `on_train_end`. So the hooks also replace
+    `model.make_train_function`, which Keras calls when any later `fit`
+    starts (before its callbacks' `on_train_begin`): that call removes the
+    stale hooks, and the new fit runs plain Keras unless kplaybook callbacks
+    attach again.
     """
 
     _by_model = weakref.WeakKeyDictionary()
 
     def __init__(self, model):
-        # A weak reference: `_by_model` is keyed weakly by the model, and a
-        # strong one here would keep every instrumented model alive forever.
+        # Weak references only: `_by_model` is keyed weakly by the model, and
+        # anything here holding the model would keep it alive forever.
         self._model = weakref.ref(model)
-        self.callbacks = []
-        self.fit_token = None
+        self.callbacks = weakref.WeakSet()
         self.optimizer = None
         self._local = threading.local()
         self._strategy = None
@@ -133,28 +144,23 @@ class Instrumentation:
         inst = cls._by_model.get(model)
         if inst is None:
             inst = cls._by_model[model] = cls(model)
-        token = id(getattr(model, "history", None))
-        if inst.fit_token != token:
-            # A new fit: forget callbacks left over from a fit that raised.
-            inst._remove_hooks()
-            inst.callbacks = []
-            inst.fit_token = token
-        if callback not in inst.callbacks:
-            inst.callbacks.append(callback)
+        inst.callbacks.add(callback)
         if inst.optimizer is None:
             inst._install_hooks()
         return inst
 
     def detach(self, callback):
         """Detaches `callback`; the last one out removes the hooks and resets the train function."""
-        if callback in self.callbacks:
-            self.callbacks.remove(callback)
-        if not self.callbacks:
-            self._remove_hooks()
-            self.fit_token = None
-            model = self._model()
-            if model is not None:
-                type(self)._by_model.pop(model, None)
+        self.callbacks.discard(callback)
+        if not len(self.callbacks):
+            self._end()
+
+    def _end(self):
+        self._remove_hooks()
+        self.callbacks = weakref.WeakSet()
+        model = self._model()
+        if model is not None:
+            type(self)._by_model.pop(model, None)
 
     def _install_hooks(self):
         model = self._model()
@@ -173,34 +179,63 @@ class Instrumentation:
                 optimizer.build(model.trainable_variables)
         original_apply = optimizer.apply
         original_train_step = model.train_step
+        plain_make_train_function = type(model).make_train_function
+        loss_tracker = getattr(model, "_loss_tracker", None)
+        this = weakref.ref(self)  # the closures live on the model: no strong cycle to self
 
         def apply(grads, trainable_variables=None):
-            return original_apply(self._process(list(grads)), trainable_variables)
+            inst = this()
+            grads = list(grads) if inst is None else inst._process(list(grads))
+            return original_apply(grads, trainable_variables)
 
         def train_step(data):
-            self._local.values = {}
+            inst = this()
+            if inst is None:
+                return original_train_step(data)
+            inst._local.values = {}
             lr = tf.identity(tf.cast(optimizer.learning_rate, tf.float32))
+            tracked = loss_tracker is not None and inst._wants_step_loss()
+            if tracked:
+                total, count = _read(loss_tracker.total), _read(loss_tracker.count)
             logs = original_train_step(data)
             if not isinstance(logs, dict):
                 return logs
             logs = dict(logs)
-            logs.update(self._local.values)
+            logs.update(inst._local.values)
             logs[LR] = lr
+            if tracked:
+                # This step's own mean loss: Keras's "loss" is the epoch's running mean.
+                logs[STEP_LOSS] = (_read(loss_tracker.total) - total) / tf.maximum(
+                    _read(loss_tracker.count) - count, 1e-12
+                )
             return logs
+
+        def make_train_function(force=False):
+            # Keras calls this when a fit starts, before on_train_begin: hooks
+            # still installed then are left over from a fit that raised.
+            inst = this()
+            if inst is not None and not force:
+                inst._end()
+            return plain_make_train_function(model, force=force)
 
         # Instance attributes shadow the class methods; set with object's
         # __setattr__ so Keras's attribute tracking stays out of it.
         object.__setattr__(optimizer, "apply", apply)
         object.__setattr__(model, "train_step", train_step)
+        object.__setattr__(model, "make_train_function", make_train_function)
         self._epoch_begun = None
         self.epoch_variables()  # created eagerly: never inside the traced step
-        model.make_train_function(force=True)
+        plain_make_train_function(model, force=True)
 
     def _remove_hooks(self):
         if self.optimizer is None:
             return
         model = self._model()
-        for obj, name in ((self.optimizer, "apply"), (model, "train_step")):
+        for obj, name in (
+            (self.optimizer, "apply"),
+            (model, "train_step"),
+            (model, "make_train_function"),
+        ):
             if obj is not None and name in vars(obj):
                 object.__delattr__(obj, name)
         self.optimizer = None
@@ -224,10 +259,15 @@ class Instrumentation:
 
         return any(isinstance(c, (GradientClipping, GradientNormLogger)) for c in self.callbacks)
 
+    def _wants_step_loss(self):
+        from kplaybook.callbacks.divergence_monitor import DivergenceMonitor
+
+        return any(isinstance(c, DivergenceMonitor) for c in self.callbacks)
+
     def epoch_variables(self):
-        """One float32[4] variable: (steps, clipped steps, sum of norms, max norm) of the epoch."""
+        """One float32[5] variable of the epoch: steps, clipped steps, finite steps, sum and max of finite norms."""
         if self._epoch_vars is None:
-            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([4]))
+            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([5]))
         return self._epoch_vars
 
     def begin_epoch(self, epoch):
@@ -235,7 +275,7 @@ class Instrumentation:
         if self._epoch_begun == epoch:
             return
         self._epoch_begun = epoch
-        self.epoch_variables().assign(tf.zeros([4]))
+        self.epoch_variables().assign(tf.zeros([5]))
 
     def end_epoch(self, logs):
         """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`."""
@@ -243,12 +283,18 @@ class Instrumentation:
             logs.update(self.epoch_summary())
 
     def epoch_summary(self):
-        """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far."""
-        steps, clipped, norm_sum, norm_max = (float(v) for v in self.epoch_variables().numpy())
-        if steps == 0:
-            return {}
-        summary = {GRAD_NORM: norm_sum / steps, GRAD_NORM + "_max": norm_max}
-        if self._clipping() is not None:
+        """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far.
+
+        The norm's mean and max are over the steps whose norm was finite (a
+        loss-scaled step that overflowed is skipped by its optimizer).
+        """
+        steps, clipped, finite, norm_sum, norm_max = (
+            float(v) for v in self.epoch_variables().numpy()
+        )
+        summary = {}
+        if finite:
+            summary.update({GRAD_NORM: norm_sum / finite, GRAD_NORM + "_max": norm_max})
+        if steps and self._clipping() is not None:
             summary[CLIP_FRACTION] = clipped / steps
         return summary
 
@@ -272,9 +318,7 @@ class Instrumentation:
         replicas = context.num_replicas_in_sync if context is not None else 1
         present = [i for i, g in enumerate(grads) if g is not None]
         if replicas > 1:
-            summed = context.all_reduce(
-                tf.distribute.ReduceOp.SUM, [_dense(grads[i]) for i in present]
-            )
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
         else:
             summed = [grads[i] for i in present]
         norm = global_norm(summed)
@@ -285,20 +329,28 @@ class Instrumentation:
         # Every op here runs at every step, so the count is kept small (each
         # costs a few microseconds of dispatch on CPU, a kernel launch on GPU).
         values = {GRAD_NORM: norm}
+        finite = tf.math.is_finite(norm)
+        # A non-finite norm (a loss-scaled step that overflowed and that its
+        # optimizer skips, or divergence) counts as 0 in the statistics and is
+        # never clipped; DivergenceMonitor sees the logged norm.
+        safe = tf.where(finite, norm, _ZERO)
         clipping = self._clipping()
         clipped = _ZERO
         if clipping is not None:
             threshold = clipping._threshold_for_step(norm)
-            # min(1, λ/‖g‖): 1 for ‖g‖ <= λ; a non-finite norm gives a
-            # non-finite or zero factor, and DivergenceMonitor sees the norm.
-            factor = tf.minimum(1.0, threshold / norm)
+            over = safe > threshold
+            # Only where ‖g‖ > λ: a zero norm or an inactive (inf) threshold
+            # leaves the gradient as it is.
+            factor = tf.where(over, threshold / safe, _ONE)
             grads = [_scaled(g, factor) for g in grads]
-            clipped = tf.cast(norm > threshold, tf.float32)
+            clipped = tf.cast(over, tf.float32)
         stats = self.epoch_variables()
         old = stats.read_value()
-        # (steps, clipped, sum of norms, max norm) in one read and one write.
+        # One read and one write: (steps, clipped, finite steps, sum, max).
         new = tf.where(
-            _MAX_SLOT, tf.maximum(old, norm), old + tf.stack([_ONE, clipped, norm, _ZERO])
+            _MAX_SLOT,
+            tf.maximum(old, safe),
+            old + tf.stack([_ONE, clipped, tf.cast(finite, tf.float32), safe, _ZERO]),
         )
         stats.assign(new)
         if clipping is not None:

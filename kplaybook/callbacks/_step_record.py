@@ -9,9 +9,10 @@ DEFAULT_CAP = 2000
 class StepRecord:
     """Keeps per-step values of a few log keys: every step up to `cap` points, then thinned.
 
-    Steps are global optimizer steps: ``step`` is the value of
-    ``optimizer.iterations`` after the update (the first update of a fresh
-    model is step 1, as in TensorBoard's batch summaries). When more than
+    Steps count training steps: ``step`` is ``optimizer.iterations`` at the
+    start of the fit plus the steps run in it so far, this one included (the
+    first step of a fresh model is step 1, as in TensorBoard's batch
+    summaries; a loss-scaled step its optimizer skipped still counts). When more than
     `cap` steps are kept, every other kept step is dropped and the stride at
     which new steps are kept doubles, so the record always spans the whole of
     training at an even resolution with exact (not averaged) values.
@@ -31,10 +32,12 @@ class StepRecord:
         self._rows = {}
         self._lock = threading.Lock()
         self._base = 0
+        self._epoch_steps = 0
 
     def begin(self, model):
         """Reads the optimizer's step count once at the start of a fit."""
         self._base = int(model.optimizer.iterations.numpy())
+        self._epoch_steps = 0
 
     def step_of(self, batch):
         """The global step whose update ended batch index `batch` of the current epoch."""
@@ -43,6 +46,8 @@ class StepRecord:
     def add_batch(self, batch, logs):
         """Records the wanted keys of one batch's logs; returns the step."""
         step = self.step_of(batch)
+        with self._lock:
+            self._epoch_steps = max(self._epoch_steps, int(batch) + 1)
         if logs:
             values = {}
             for key in self.keys:
@@ -55,9 +60,15 @@ class StepRecord:
                 self.add(step, values)
         return step
 
-    def end_epoch(self, model):
-        """Moves the step base past the epoch just finished (one read of the step counter)."""
-        self._base = int(model.optimizer.iterations.numpy())
+    def end_epoch(self, model=None):
+        """Moves the step base past the epoch just finished.
+
+        Keras flushes asynchronous batch ends before ``on_epoch_end``, so every
+        batch of the epoch has been counted.
+        """
+        with self._lock:
+            self._base += self._epoch_steps
+            self._epoch_steps = 0
 
     def add(self, step, values):
         """Records `values` (a dict) at global `step`, when the current stride keeps it."""
@@ -97,7 +108,7 @@ class StepRecord:
 
 
 STEPS_FILE = "steps.json"
-STEP_KEYS = ("grad_norm", "lr", "clip_fraction")
+STEP_KEYS = ("grad_norm", "lr", "clip_fraction", "step_loss")
 
 
 def write_steps(trial_dir, records):

@@ -6,6 +6,11 @@ import keras
 
 from kplaybook.callbacks import _instrumentation
 
+# The peak each optimizer was warmed up towards, so that a new Warmup on a
+# model whose earlier fit stopped mid-ramp does not take the ramped value as
+# its peak.
+_PEAKS = weakref.WeakKeyDictionary()
+
 
 class Warmup(keras.callbacks.Callback):
     """Ramps the optimizer's learning rate linearly from 0 to its peak, one step at a time.
@@ -70,9 +75,16 @@ class Warmup(keras.callbacks.Callback):
             # Resolved once per model: a second fit that starts mid-warmup
             # must not take the ramped value as its peak.
             self._peak_model = weakref.ref(self.model)
-            self._peak = self.peak_lr if self.peak_lr is not None else float(variable.numpy())
+            optimizer = self.model.optimizer
+            if self.peak_lr is not None:
+                self._peak = self.peak_lr
+            else:
+                self._peak = _PEAKS.get(optimizer, float(variable.numpy()))
+            _PEAKS[optimizer] = self._peak
         self._inst = _instrumentation.Instrumentation.attach(self.model, self)
         self._base = int(self.model.optimizer.iterations.numpy())
+        self._epoch_steps = 0
+        self._per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
         self._done = self._base >= self.warmup_steps
         self._lr = variable
 
@@ -86,6 +98,7 @@ class Warmup(keras.callbacks.Callback):
         return peak
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._epoch_steps = batch + self._per_call
         if self._done:
             return
         step = self._base + batch
@@ -94,8 +107,8 @@ class Warmup(keras.callbacks.Callback):
             self._done = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._done:
-            self._base = int(self.model.optimizer.iterations.numpy())
+        self._base += self._epoch_steps
+        self._epoch_steps = 0
 
     def on_train_end(self, logs=None):
         self._inst.detach(self)

@@ -1,5 +1,6 @@
 """Short training runs at one learning rate: the shared engine of the LR and warmup sweeps."""
 
+import copy
 import math
 import time
 import warnings
@@ -21,7 +22,7 @@ CURVE_POINTS = 50
 
 
 class SweepData:
-    """Training batches (repeated forever) and a fixed set of evaluation batches.
+    """Training batches (a fresh, repeated dataset per run) and a fixed set of evaluation batches.
 
     Args:
         train_data: a batched ``tf.data.Dataset`` of ``(x, y)`` (or
@@ -55,21 +56,34 @@ class SweepData:
                     f"train_data has {n} examples, fewer than one batch of {batch_size}; "
                     "lower batch_size."
                 )
-            dataset = (
-                tf.data.Dataset.from_tensor_slices(arrays)
-                .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-                .batch(batch_size, drop_remainder=True)
-            )
+
+            def dataset_factory():
+                # A new dataset object per run, made after the run's
+                # set_random_seed: every run sees the same batches in the
+                # same order (one shared object would reshuffle per iterator).
+                return (
+                    tf.data.Dataset.from_tensor_slices(arrays)
+                    .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+                    .batch(batch_size, drop_remainder=True)
+                )
+
+            dataset = dataset_factory()
         else:
             raise TypeError(
                 "train_data must be a batched tf.data.Dataset or a tuple (x, y) of "
                 f"arrays, got {type(train_data).__name__}."
             )
-        self.train = dataset.repeat()
+        self._factory = dataset_factory if not isinstance(train_data, tf.data.Dataset) else None
+        self._dataset = dataset
         self.eval = dataset.take(eval_batches).cache()
         seen = sum(1 for _ in self.eval)  # fills the cache: the same batches every time
         if seen == 0:
             raise ValueError("train_data yielded no batches; pass a non-empty dataset.")
+
+    def train(self):
+        """The training batches for one run, repeated forever (call after seeding the run)."""
+        dataset = self._factory() if self._factory is not None else self._dataset
+        return dataset.repeat()
 
 
 def _chunks(steps):
@@ -141,10 +155,12 @@ def train_run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlaybookWarning)  # divergence is a result here
         history = model.fit(
-            data.train,
+            data.train(),
             steps_per_epoch=per_point,
             epochs=points,
-            callbacks=[*run_callbacks, *callbacks],
+            # Fresh copies per run, as KerasTuner does per trial: a callback's
+            # state (a clipping history, a record) must not leak across runs.
+            callbacks=[*run_callbacks, *copy.deepcopy(list(callbacks))],
             shuffle=False,
             verbose=0,
         )
