@@ -75,6 +75,13 @@ _ONE = 1.0
 _MAX_SLOT = (False, False, False, False, True)
 
 
+def float_learning_rate(optimizer):
+    """The optimizer's learning-rate variable, or None when it has a schedule (or a callable)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    variable = getattr(inner, "_learning_rate", None)
+    return variable if isinstance(variable, keras.Variable) else None
+
+
 def _read(variable):
     """The value of a (Keras or TF) variable at this point of the traced step."""
     return tf.identity(tf.cast(tf.convert_to_tensor(variable), tf.float32))

@@ -58,14 +58,11 @@ class Warmup(keras.callbacks.Callback):
         self._done = False
 
     def _variable(self):
-        optimizer = self.model.optimizer
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        lr = getattr(inner, "_learning_rate", None)
-        if not isinstance(lr, keras.Variable):
+        lr = _instrumentation.float_learning_rate(self.model.optimizer)
+        if lr is None:
             raise TypeError(
-                "Warmup needs an optimizer compiled with a float learning rate, but "
-                f"it has {type(lr).__name__}; use kp.schedules.WarmupDecay as the "
-                "learning rate instead."
+                "Warmup needs an optimizer compiled with a float learning rate, not a "
+                "schedule; use kp.schedules.WarmupDecay as the learning rate instead."
             )
         return lr
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from kplaybook.callbacks import DivergenceMonitor
 from kplaybook.callbacks import GradientNormLogger
 from kplaybook.callbacks import Warmup
+from kplaybook.callbacks import _instrumentation
 from kplaybook.errors import PlaybookWarning
 
 # How many points each run's loss curve has (at most): one Keras "epoch" of
@@ -111,12 +112,11 @@ def _float_lr_variable(model):
             "build_model() returned an uncompiled model; compile it with an optimizer "
             "and a float learning rate."
         )
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    variable = getattr(inner, "_learning_rate", None)
-    if not isinstance(variable, keras.Variable):
+    variable = _instrumentation.float_learning_rate(optimizer)
+    if variable is None:
         raise TypeError(
             "The sweep sets the learning rate itself, so build_model() must compile "
-            f"with a float learning rate, not a {type(variable).__name__}."
+            "with a float learning rate, not a schedule."
         )
     return variable
 
