@@ -364,11 +364,3 @@ class Instrumentation:
             values[CLIP_FRACTION] = new[1] / new[0]
         self._local.values = values
         return grads
-
-
-def instrumentation_for(model):
-    """The model's current `Instrumentation`, or None when no kplaybook callback is attached."""
-    inst = Instrumentation._by_model.get(model)
-    if inst is None or inst.optimizer is None:
-        return None
-    return inst

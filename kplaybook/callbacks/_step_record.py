@@ -60,7 +60,7 @@ class StepRecord:
                 self.add(step, values)
         return step
 
-    def end_epoch(self, model=None):
+    def end_epoch(self):
         """Moves the step base past the epoch just finished.
 
         Keras flushes asynchronous batch ends before ``on_epoch_end``, so every

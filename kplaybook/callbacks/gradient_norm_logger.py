@@ -79,7 +79,7 @@ class GradientNormLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._inst.end_epoch(logs)
-        self.record.end_epoch(self.model)
+        self.record.end_epoch()
 
     def on_train_end(self, logs=None):
         self._inst.detach(self)

@@ -88,7 +88,9 @@ class LRSweepResult:
             "diverged_step": {r["learning_rate"]: r["diverged_step"] for r in self.runs},
             "best_lr": best,
             "unstable_lr": self.unstable_lr,
-            "curves": {lr: self.curves()[lr] for lr in shown},
+            "curves": {
+                r["learning_rate"]: r["curve"] for r in self.runs if r["learning_rate"] in shown
+            },
         }
 
     def plot(self):

@@ -59,7 +59,7 @@ class StepLog(keras.callbacks.Callback):
         self.record.add_batch(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.record.end_epoch(self.model)
+        self.record.end_epoch()
 
 
 class StudyTuner(kt.Tuner):
