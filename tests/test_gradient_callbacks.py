@@ -136,6 +136,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
     model.compile(keras.optimizers.SGD(lr), "mse")
     clip = GradientClipping(percentile=percentile, history=8, min_history=5)
     rows = []
+    logged = []  # the per-step clip_threshold log (inf while collecting norms)
 
     class Probe(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -145,6 +146,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
             after = model.get_weights()
             moved = math.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(after, self.before)))
             rows.append((logs["grad_norm"], clip.threshold, moved, logs["clip_fraction"]))
+            logged.append(float(logs["clip_threshold"]))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kp.PlaybookWarning)
@@ -156,12 +158,14 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
     for k, (norm, threshold, moved, fraction) in enumerate(rows):
         if k < 5:
             assert threshold is None  # fewer than min_history norms seen: no clipping
+            assert logged[k] == math.inf
             assert moved == pytest.approx(lr * norm, rel=1e-4)
             clipped.append(False)
         else:
             window = norms[max(0, k + 1 - 8) : k + 1]  # the last `history` norms, this one included
             expected = float(np.percentile(window, percentile))
             assert threshold == pytest.approx(expected, rel=1e-5)
+            assert logged[k] == pytest.approx(expected, rel=1e-5)
             assert moved == pytest.approx(lr * min(norm, expected), rel=1e-4)
             clipped.append(norm > expected)
         assert fraction == pytest.approx(sum(clipped) / len(clipped))

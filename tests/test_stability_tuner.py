@@ -79,7 +79,7 @@ def test_per_step_values_are_stored_with_the_trial_and_survive_reload(stability_
     steps = study.steps(trial_id)
     assert list(steps.index) == list(range(1, 31))  # 3 epochs x 10 steps, every step
     # step_loss: each step's own loss, logged because a DivergenceMonitor is present.
-    assert set(steps.columns) == {"grad_norm", "lr", "clip_fraction", "step_loss"}
+    assert set(steps.columns) == {"grad_norm", "lr", "clip_fraction", "clip_threshold", "step_loss"}
     assert (steps["grad_norm"] > 0).all()
     # Warmup(5) on the compiled 0.05: update k ran at rate 0.05 * (k - 1) / 5.
     expected_lr = [0.05 * min(k - 1, 5) / 5 for k in steps.index]

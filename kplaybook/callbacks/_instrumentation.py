@@ -31,6 +31,7 @@ import tensorflow as tf
 
 GRAD_NORM = "grad_norm"
 CLIP_FRACTION = "clip_fraction"
+CLIP_THRESHOLD = "clip_threshold"
 LR = "lr"
 STEP_LOSS = "step_loss"
 
@@ -362,5 +363,8 @@ class Instrumentation:
         stats.assign(new)
         if clipping is not None:
             values[CLIP_FRACTION] = new[1] / new[0]
+            # The plots draw the threshold the norms were clipped at (inf
+            # while a percentile threshold is still collecting norms).
+            values[CLIP_THRESHOLD] = threshold
         self._local.values = values
         return grads

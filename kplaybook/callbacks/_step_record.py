@@ -108,7 +108,7 @@ class StepRecord:
 
 
 STEPS_FILE = "steps.json"
-STEP_KEYS = ("grad_norm", "lr", "clip_fraction", "step_loss")
+STEP_KEYS = ("grad_norm", "lr", "clip_fraction", "clip_threshold", "step_loss")
 
 
 def write_steps(trial_dir, records):
