@@ -4,7 +4,9 @@ The public surface::
 
     kp.PlaybookTuner        nested studies: scientific / nuisance / fixed roles
     kp.QuasiRandomSearch    scrambled-Halton search, usable like kt.RandomSearch
-    kp.Study                read, tabulate and export a study directory
+    kp.Study                read, check, plot, replicate and export a study directory
+    kp.Finding              one result of study.check()
+    kp.compare              two studies per scientific value, against seed noise
     kp.InfeasibleTrial      raise it to end a trial as infeasible
     kp.oracles              QuasiRandomSearchOracle, NestedStudyOracle
     kp.spaces               adam(hp, budget), sgd_momentum(hp, budget)
@@ -15,11 +17,15 @@ The public surface::
     kp.warmup_sweep         the shortest warmup that makes a high learning rate stable
 """
 
+from kplaybook import analysis
 from kplaybook import callbacks
 from kplaybook import datasets
 from kplaybook import oracles
 from kplaybook import schedules
 from kplaybook import spaces
+from kplaybook.analysis import Comparison
+from kplaybook.analysis import Finding
+from kplaybook.analysis import compare
 from kplaybook.errors import InfeasibleTrial
 from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import RoleError
@@ -35,6 +41,8 @@ from kplaybook.tuners import QuasiRandomSearch
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
+    "Finding",
     "InfeasibleTrial",
     "LRSweepResult",
     "PlaybookTuner",
@@ -44,7 +52,9 @@ __all__ = [
     "Study",
     "StudyError",
     "WarmupSweepResult",
+    "analysis",
     "callbacks",
+    "compare",
     "datasets",
     "lr_sweep",
     "oracles",

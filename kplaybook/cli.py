@@ -36,6 +36,29 @@ def build_parser():
     demo.add_argument("--epochs", type=_positive_int, default=10)
     demo.add_argument("--directory", default="saved_studies")
     demo.add_argument("--seed", type=int, default=0)
+    report = commands.add_parser(
+        "report",
+        help="check a study and write its summary (report.html, summary.md, CSV, JSON)",
+        description=(
+            "Runs the playbook's checks on the study in STUDY_DIR, prints the "
+            "findings and writes report.html, summary.md, trials.csv, "
+            "best_per_scientific.csv, findings.json, study.json and plots/*.png "
+            "into --out (default: STUDY_DIR)."
+        ),
+    )
+    report.add_argument("study_dir", metavar="STUDY_DIR")
+    report.add_argument("--out", metavar="DIR", default=None)
+    compare = commands.add_parser(
+        "compare",
+        help="compare two studies per scientific value, against seed noise",
+        description=(
+            "Mean ± std of each scientific value's best trial (its seed replicates "
+            "when study.replicate() was run) in both studies, and whether the gap "
+            "beats the noise."
+        ),
+    )
+    compare.add_argument("dir_a", metavar="DIR_A")
+    compare.add_argument("dir_b", metavar="DIR_B")
     return parser
 
 
@@ -60,7 +83,7 @@ def run_demo(args):
         directory=args.directory,
         seed=args.seed,
     )
-    study.export()
+    paths = study.export()
     counts = study.status_counts()
     print(
         f"{sum(counts.values())} trials ({counts['completed']} completed, "
@@ -70,6 +93,40 @@ def run_demo(args):
     print("Best trial per scientific value:")
     print(format_best(study))
     print(f"Study written to {os.path.join(args.directory, DEMO_PROJECT)}")
+    print(f"Report: {paths['report.html']}")
+    return 0
+
+
+def format_findings(findings):
+    """Findings as printable lines: severity, code, message, then what to do."""
+    if not findings:
+        return "No problem found by the playbook's checks."
+    lines = []
+    for finding in findings:
+        lines.append(f"[{finding.severity}] {finding.code}: {finding.message}")
+        lines.append(f"    -> {finding.recommendation}")
+    return "\n".join(lines)
+
+
+def run_report(args):
+    """`kplaybook report STUDY_DIR [--out DIR]`."""
+    from kplaybook.study import Study
+
+    study = Study.load(args.study_dir)
+    paths = study.export(args.out)
+    print(repr(study))
+    print(format_findings(study.check()))
+    print(f"Report: {paths['report.html']}")
+    print(f"Summary: {paths['summary.md']}")
+    return 0
+
+
+def run_compare(args):
+    """`kplaybook compare DIR_A DIR_B`."""
+    from kplaybook.analysis import compare
+    from kplaybook.study import Study
+
+    print(compare(Study.load(args.dir_a), Study.load(args.dir_b)))
     return 0
 
 
@@ -82,8 +139,19 @@ def main(argv=None):
     try:
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "report":
+            return run_report(args)
+        if args.command == "compare":
+            return run_compare(args)
     except StudyError as e:
         print(f"kplaybook: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"kplaybook: cannot write{where} ({e.strerror or e}); pass a writable --out directory.",
+            file=sys.stderr,
+        )
         return 2
     return 1
 

@@ -74,6 +74,7 @@ def run_depth_study(
         directory=directory,
         project_name=project_name,
         overwrite=overwrite,
+        goal="Does depth help an MLP on digits? (scientific: number of hidden layers)",
     )
     tuner.search(
         x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size, verbose=0

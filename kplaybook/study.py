@@ -19,6 +19,9 @@ from kplaybook.oracles.base import STATE_KEY
 
 STATUSES = ("completed", "infeasible", "failed", "running")
 
+#: Written by the tuner when a search starts: the goal and the command line.
+NOTES_FILE = "kplaybook_notes.json"
+
 _BASE_COLUMNS = ["trial_id", "status", "infeasible_reason", "objective", "best_step"]
 
 
@@ -47,6 +50,8 @@ class Study:
         self._extra = state[STATE_KEY]
         self._trials = dict(sorted(trials.items(), key=lambda item: _trial_order(item[0])))
         self.space = hp_module.HyperParameters.from_config(state["hyperparameters"])
+        self._curve_cache = {}
+        self._frame = None
 
     # -- loading -------------------------------------------------------------
 
@@ -180,6 +185,11 @@ class Study:
         recorded), then one column per hyperparameter, named exactly as the
         hyperparameter (empty where it was inactive).
         """
+        if self._frame is None:
+            self._frame = self._build_frame()
+        return self._frame.copy()
+
+    def _build_frame(self):
         hp_names = []
         for hp in self.space.space:
             if hp.name not in hp_names:
@@ -196,7 +206,7 @@ class Study:
                 if completed and trial.score is not None
                 else np.nan,
                 "best_step": trial.best_step if completed else None,
-                "epochs": len(self._steps(trial)),
+                "epochs": len(self._curve_arrays(trial_id)[0]),
             }
             for name in hp_names:
                 row[name] = trial.hyperparameters.values.get(name)
@@ -212,14 +222,40 @@ class Study:
 
         With `executions_per_trial > 1` each value is the mean over executions.
         """
+        epochs, columns = self._curve_arrays(trial_id)
+        return pd.DataFrame(
+            {name: values.copy() for name, values in columns.items()},
+            index=pd.Index(epochs.copy(), name="epoch"),
+        )
+
+    def _curve_arrays(self, trial_id):
+        """(epochs, {metric: float array}) of one trial, NaN where a metric has no value; cached.
+
+        The checks, the plots and the export read curves through this, so a
+        study of 10,000 trials is parsed once and without a DataFrame per trial.
+        """
         trial = self._trial(trial_id)
-        data = {}
+        cached = self._curve_cache.get(trial.trial_id)
+        if cached is not None:
+            return cached
+        histories = {}
+        steps = set()
         for name, history in trial.metrics.metrics.items():
             if name.startswith(infeasibility.MARKER_PREFIX):
                 continue
-            data[name] = {obs.step: float(obs.mean()) for obs in history.get_history()}
-        frame = pd.DataFrame(data, index=pd.Index(self._steps(trial), name="epoch"))
-        return frame.sort_index()
+            observations = history.get_history()
+            histories[name] = observations
+            steps.update(obs.step for obs in observations)
+        epochs = np.array(sorted(steps), dtype=np.int64)
+        position = {int(step): i for i, step in enumerate(epochs)}
+        columns = {}
+        for name, observations in histories.items():
+            values = np.full(len(epochs), np.nan)
+            for obs in observations:
+                values[position[int(obs.step)]] = obs.mean()
+            columns[name] = values
+        self._curve_cache[trial.trial_id] = (epochs, columns)
+        return epochs, columns
 
     def steps(self, trial_id, execution=0):
         """Per-step values of one trial: ``grad_norm``, ``lr``, ``clip_fraction`` (index `step`).
@@ -311,32 +347,226 @@ class Study:
         result["best_step"] = result["best_step"].astype("Int64")
         return result
 
+    # -- analysis ------------------------------------------------------------
+
+    @property
+    def notes(self):
+        """What the search recorded about itself: ``goal`` and ``command`` (dict; {} if nothing).
+
+        `goal` is the `goal=` passed to the tuner; `command` is the command
+        line that ran the search (None from an interactive session).
+        """
+        path = os.path.join(self.directory, NOTES_FILE)
+        if not os.path.exists(path):
+            return {}
+        try:
+            with open(path) as f:
+                notes = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return notes if isinstance(notes, dict) else {}
+
+    def check(self):
+        """The playbook's checks on this study: a list of `kp.Finding`, warnings first.
+
+        Codes: ``boundary``, ``infeasible_fraction``, ``sampling_density``,
+        ``overfitting``, ``late_variance``, ``still_improving``,
+        ``saturated``, ``best_step_early``, ``best_step_late``,
+        ``aggressive_clipping``, ``fixed_optimizer_hparams``. A problem
+        that is not there gives no finding. The thresholds are the named
+        constants of `kplaybook.analysis.checks`.
+
+        Example:
+
+        ```python
+        for f in kp.Study.load("saved_studies/depth").check():
+            print(f"{f.severity:8} {f.code:22} {f.message}")
+            print(" " * 32, "->", f.recommendation)
+        ```
+        """
+        from kplaybook.analysis.checks import run_checks
+
+        return run_checks(self)
+
+    def plot_axis(self, hp_name=None):
+        """Basic hyperparameter axis plots (PLAYBOOK.md 18); a matplotlib Figure.
+
+        One panel per varied hyperparameter (or only `hp_name`): each trial's
+        best objective against the hyperparameter (log axis for log
+        dimensions), coloured by scientific value, infeasible trials as red X
+        at the top, the top 3 trials starred, the search-space bounds dashed.
+
+        Example: ``study.plot_axis("learning_rate").savefig("lr.png")``
+        """
+        from kplaybook.analysis import plot_data
+        from kplaybook.analysis import plots
+
+        return plots.render_axis(plot_data.axis_plot_data(self, hp_name))
+
+    def plot_isolation(self):
+        """The isolation plot (PLAYBOOK.md 11): best objective per scientific value.
+
+        With seed replicates (`replicate()`), their mean ± std is drawn
+        beside each best trial. Example: ``study.plot_isolation()``
+        """
+        from kplaybook.analysis import plot_data
+        from kplaybook.analysis import plots
+
+        return plots.render_isolation(plot_data.isolation_plot_data(self))
+
+    def plot_curves(self, which="best"):
+        """Training (``loss``) and validation curves; a matplotlib Figure.
+
+        Args:
+            which: "best" (each scientific value's best trial bold, its next
+                10 faint), "all" (every completed trial), or a list of trial ids.
+
+        Example: ``study.plot_curves(["03", "07"])``
+        """
+        from kplaybook.analysis import plot_data
+        from kplaybook.analysis import plots
+
+        return plots.render_curves(plot_data.curves_plot_data(self, which))
+
+    def plot_grad_norms(self, trial_id=None):
+        """Gradient norm against step and its histogram, with clip thresholds (PLAYBOOK.md 29, 32).
+
+        Needs per-step norms (the search ran with
+        `kp.callbacks.GradientNormLogger` or `GradientClipping`). Draws the
+        logged clip threshold and the 90th percentile of the norms, the
+        playbook's suggested threshold.
+
+        Args:
+            trial_id: the trial; default: the best trial that logged norms.
+
+        Example: ``study.plot_grad_norms("03")``
+        """
+        from kplaybook.analysis import plot_data
+        from kplaybook.analysis import plots
+
+        if trial_id is None:
+            trial_id = self._best_trial_with_steps()
+        return plots.render_grad_norms(plot_data.grad_norm_plot_data(self, trial_id))
+
+    def plot_sampling(self):
+        """Best of k trials against k, per scientific value (PLAYBOOK.md 20); a matplotlib Figure.
+
+        Box plots of the best of k trials drawn with replacement from the
+        completed ones (the playbook's bootstrap, computed exactly): when the
+        boxes stop moving down as k grows, the space was sampled densely
+        enough. Example: ``study.plot_sampling()``
+        """
+        from kplaybook.analysis import plot_data
+        from kplaybook.analysis import plots
+
+        return plots.render_sampling(plot_data.sampling_plot_data(self))
+
+    def replicate(
+        self, top_k=1, seeds=5, *, hypermodel=None, distribution_strategy=None, **fit_kwargs
+    ):
+        """Re-train the best trial(s) of each scientific value with new seeds (PLAYBOOK.md 36).
+
+        Each run builds the trial's hyperparameters with
+        `keras.utils.set_random_seed(seed)` (initialisation, dropout and
+        shuffling change) and trains as the search did; its best objective
+        is stored in ``replicates.json`` in the study directory. The
+        isolation plot, the report and `kp.compare` then use mean ± std of
+        the replicates: the study's own best value is the maximum of many
+        noisy trials, so it is left out of them. Runs already recorded are
+        not repeated, so an interrupted call resumes.
+
+        On `tuner.study()` after `tuner.search(...)` nothing else is needed:
+        the tuner's hypermodel and search arguments are reused. On a study
+        from `Study.load`, pass `hypermodel=` and the fit arguments.
+
+        Args:
+            top_k: int, best trials per scientific value to replicate.
+            seeds: int n (seeds 1..n) or a list of int seeds.
+            hypermodel: `keras_tuner.HyperModel` or `build(hp)` function.
+            distribution_strategy: optional `tf.distribute.Strategy`.
+            **fit_kwargs: passed to `HyperModel.fit` / `model.fit` (x, y,
+                validation_data, epochs, batch_size, callbacks, ...).
+
+        Returns:
+            DataFrame of all recorded replicate runs (`read_replicates`).
+
+        Example:
+
+        ```python
+        study = tuner.study()
+        study.replicate(top_k=1, seeds=5)
+        study.plot_isolation()
+
+        study = kp.Study.load("saved_studies/depth")
+        study.replicate(seeds=3, hypermodel=build, x=x, y=y,
+                        validation_data=(xv, yv), epochs=10)
+        ```
+        """
+        from kplaybook.analysis.replicates import run_replicates
+
+        fit_args = ()
+        source = getattr(self, "_source_tuner", None)
+        if hypermodel is None and source is not None:
+            hypermodel = source.hypermodel
+            if distribution_strategy is None:
+                distribution_strategy = source.distribution_strategy
+            searched_args, searched_kwargs = getattr(source, "_search_arguments", ((), {}))
+            if not fit_kwargs:
+                fit_args, fit_kwargs = searched_args, dict(searched_kwargs)
+        result = run_replicates(
+            self,
+            top_k=top_k,
+            seeds=seeds,
+            hypermodel=hypermodel,
+            fit_args=fit_args,
+            fit_kwargs=fit_kwargs,
+            distribution_strategy=distribution_strategy,
+        )
+        return result
+
+    def replicates(self):
+        """The recorded seed replicates: one row per run (empty without `replicate()`)."""
+        from kplaybook.analysis.replicates import read_replicates
+
+        return read_replicates(self)
+
     # -- export --------------------------------------------------------------
 
-    def export(self, directory=None):
-        """Write `trials.csv` and `study.json` into the study directory (or `directory`).
+    def export(self, directory=None, formats=("html", "md", "csv", "json")):
+        """Write the study's summary into the study directory (or `directory`).
 
-        `study.json` is self-contained: the study's settings, roles, status
-        counts, best trial per scientific value and every trial with its
-        hyperparameters and curves.
+        - ``"csv"``: `trials.csv` (one row per trial), `best_per_scientific.csv`,
+          `spreadsheet_row.csv` (study, goal, trials run, best result, command
+          to reproduce; PLAYBOOK.md 38) and `replicates.csv` when replicates exist;
+        - ``"json"``: `study.json` (self-contained: settings, roles, counts,
+          every trial with its hyperparameters, curves and per-step values,
+          the findings and the spreadsheet row) and `findings.json`;
+        - ``"md"``: `summary.md`, linking `plots/*.png`;
+        - ``"html"``: `report.html`, one self-contained file (plots embedded)
+          that opens offline, and `plots/*.png`.
 
         Returns:
             dict file name -> path written.
+
+        Example:
+
+        ```python
+        paths = kp.Study.load("saved_studies/depth").export()
+        print(paths["report.html"])
+        ```
         """
-        directory = os.fspath(directory or self.directory)
-        os.makedirs(directory, exist_ok=True)
-        frame = self.to_dataframe()
-        paths = {
-            "trials.csv": os.path.join(directory, "trials.csv"),
-            "study.json": os.path.join(directory, "study.json"),
-        }
-        frame.to_csv(paths["trials.csv"], index=False)
+        from kplaybook.analysis import report
+
+        formats = report.check_formats(formats)
+        return report.write(self, os.fspath(directory or self.directory), formats)
+
+    def _write_study_json(self, path, frame, extra=None):
         trials = []
         for record in frame.to_dict("records"):
-            curves = self.curves(record["trial_id"])
+            epochs, columns = self._curve_arrays(record["trial_id"])
             record["curves"] = {
-                "epoch": [int(e) for e in curves.index],
-                **{name: curves[name].tolist() for name in curves.columns},
+                "epoch": epochs.tolist(),
+                **{name: values.tolist() for name, values in columns.items()},
             }
             steps = self.steps(record["trial_id"])
             if len(steps):
@@ -350,16 +580,33 @@ class Study:
             "directory": os.path.abspath(self.directory),
             "objective": {"name": self.objective, "direction": self.direction},
             "config": self.config,
+            "notes": self.notes,
             "scientific": self.scientific,
             "fixed": self.fixed,
             "nuisance": self.nuisance,
             "status_counts": self.status_counts(),
             "best_per_scientific": self.best_per_scientific().to_dict("records"),
+            **(extra or {}),
             "trials": trials,
         }
-        with open(paths["study.json"], "w") as f:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
             json.dump(_json_safe(summary), f, indent=1, allow_nan=False)
-        return paths
+        os.replace(tmp, path)
+
+    def _best_trial_with_steps(self):
+        frame = self.to_dataframe()
+        done = frame[frame["status"] == "completed"].sort_values(
+            "objective", ascending=self.direction == "min"
+        )
+        for trial_id in done["trial_id"]:
+            if os.path.exists(os.path.join(self._trial_dir(trial_id), STEPS_FILE)):
+                if "grad_norm" in self.steps(trial_id):
+                    return trial_id
+        raise ValueError(
+            f"No trial of study {self.name!r} logged per-step gradient norms; run the "
+            "search with kp.callbacks.GradientNormLogger() among the callbacks."
+        )
 
     # -- helpers -------------------------------------------------------------
 
@@ -378,13 +625,6 @@ class Study:
     def _trial_dir(self, trial_id):
         return os.path.join(self.directory, f"trial_{self._trial(trial_id).trial_id}")
 
-    @staticmethod
-    def _steps(trial):
-        steps = set()
-        for name, history in trial.metrics.metrics.items():
-            if not name.startswith(infeasibility.MARKER_PREFIX):
-                steps.update(obs.step for obs in history.get_history())
-        return sorted(steps)
 
 
 def _trial_order(trial_id):

@@ -34,6 +34,10 @@ def test_demo_runs_offline_and_prints_the_best_trial_per_depth(tmp_path):
     assert study.nuisance == ["learning_rate"]  # budget 2 < 10: learning rate only
     assert (tmp_path / "demo" / "trials.csv").exists()
     assert (tmp_path / "demo" / "study.json").exists()
+    # The demo writes the report and prints where it is.
+    report = out.split("Report: ")[1].splitlines()[0]
+    assert Path(report) == tmp_path / "demo" / "report.html" and Path(report).exists()
+    assert "Does depth help" in (tmp_path / "demo" / "summary.md").read_text()
 
 
 def test_bad_demo_arguments_are_one_line_errors(tmp_path):

@@ -33,6 +33,8 @@ class PlaybookTuner(StudyTuner):
             points (default True).
         num_initial_points: for `search="bayesian"`, quasi-random trials per
             scientific value before the Gaussian process.
+        goal: optional str, the experiment's goal or notes (shown in the
+            report and the spreadsheet row of `study.export()`).
         **kwargs: passed to `keras_tuner.Tuner` (`distribution_strategy`,
             `executions_per_trial`, ...); `max_retries_per_trial`,
             `max_consecutive_failed_trials` and `hyperparameters` go to the

@@ -1,6 +1,11 @@
 """A KerasTuner `Tuner` that keeps full learning curves and records infeasible trials."""
 
+import datetime
+import json
 import math
+import os
+import shlex
+import sys
 
 import keras
 import keras_tuner as kt
@@ -87,7 +92,27 @@ class StudyTuner(kt.Tuner):
 
     Use `PlaybookTuner` or `QuasiRandomSearch` rather than this class
     directly; `study()` returns the `kp.Study` the search wrote.
+
+    Args:
+        goal: optional str, the experiment's goal or notes, shown in the
+            study's report and spreadsheet row (PLAYBOOK.md 38).
+        *args, **kwargs: as for `keras_tuner.Tuner`.
     """
+
+    def __init__(self, *args, goal=None, **kwargs):
+        if goal is not None and not isinstance(goal, str):
+            raise TypeError(f"goal must be a str (the study's goal or notes), got {goal!r}.")
+        self.goal = goal
+        self._search_arguments = ((), {})
+        super().__init__(*args, **kwargs)
+
+    def search(self, *fit_args, **fit_kwargs):
+        """Runs the search (as `keras_tuner.Tuner.search`) and remembers its arguments.
+
+        `tuner.study().replicate()` re-trains with the same arguments.
+        """
+        self._search_arguments = (fit_args, dict(fit_kwargs))
+        return super().search(*fit_args, **fit_kwargs)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         log, steps = EpochLog(), StepLog()
@@ -155,6 +180,36 @@ class StudyTuner(kt.Tuner):
         """Saves the tuner first, so a search killed during its first trial resumes."""
         super().on_search_begin()
         self.save()
+        if not self._is_worker():
+            self._write_notes()
+
+    def _write_notes(self):
+        """Records the goal and the command line of this search beside oracle.json."""
+        from kplaybook.study import NOTES_FILE
+
+        path = os.path.join(self.project_dir, NOTES_FILE)
+        notes = {}
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    notes = json.load(f)
+            except (OSError, ValueError):
+                notes = {}
+        argv = list(sys.argv)
+        # From a notebook or `python -c` there is no script to re-run.
+        scripted = bool(argv and argv[0] and os.path.exists(argv[0]) and "ipykernel" not in argv[0])
+        notes.update(
+            {
+                "goal": self.goal if self.goal is not None else notes.get("goal"),
+                "command": _command(argv) if scripted else None,
+                "cwd": os.getcwd(),
+                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            }
+        )
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(notes, f, indent=1)
+        os.replace(tmp, path)
 
     def study(self):
         """The `kp.Study` this tuner has written so far (read back from its directory).
@@ -170,4 +225,13 @@ class StudyTuner(kt.Tuner):
 
         if not self._is_worker():
             self.save()
-        return Study.load(self.project_dir)
+        study = Study.load(self.project_dir)
+        study._source_tuner = self  # replicate() reuses the hypermodel and search arguments
+        return study
+
+
+def _command(argv):
+    """The command line that re-runs this process: ``python script.py ...`` or ``kplaybook ...``."""
+    if argv[0].endswith(".py"):
+        return shlex.join(["python", *argv])
+    return shlex.join([os.path.basename(argv[0]), *argv[1:]])

@@ -1,0 +1,164 @@
+"""The study data every check and plot reads, prepared once per study.
+
+Following Optuna's split, the checks (`checks.py`) and the plot data
+(`plot_data.py`) are pure functions of a `Prepared` study, and the renderers
+(`plots.py`) only draw what those return. Everything here is computed once
+and cached on the `Study` object (a study is a snapshot of its directory).
+"""
+
+import math
+
+import numpy as np
+from keras_tuner.engine import hyperparameters as hp_module
+
+_CACHE_ATTRIBUTE = "_kplaybook_prepared"
+
+
+class Dimension:
+    """One varied hyperparameter of the search space, with its coordinates.
+
+    `coordinate(values)` maps values to [0, 1] the way the quasi-random
+    search samples them (log space for log dimensions, PLAYBOOK.md 14), so
+    "the outer 10% of a dimension" means the same thing as in the sampling.
+    """
+
+    def __init__(self, hp, role):
+        self.name = hp.name
+        self.role = role
+        self.hp = hp
+        self.numeric = isinstance(hp, (hp_module.Float, hp_module.Int))
+        self.log = self.numeric and hp.sampling in ("log", "reverse_log")
+        self.reverse = self.numeric and hp.sampling == "reverse_log"
+        if self.numeric:
+            self.low, self.high = float(hp.min_value), float(hp.max_value)
+        elif isinstance(hp, hp_module.Choice):
+            self.values = list(hp.values)
+        elif isinstance(hp, hp_module.Boolean):
+            self.values = [False, True]
+        else:
+            self.values = None
+
+    def coordinate(self, values):
+        """Values as [0, 1] coordinates of the range (numeric dimensions only)."""
+        x = np.asarray(values, dtype=float)
+        low, high = self.low, self.high
+        if high == low:
+            return np.zeros_like(x)
+        if self.reverse:
+            # Dense near the top: log of the distance to the top, mirrored.
+            x = high + low - x
+        if self.log:
+            u = (np.log(x) - math.log(low)) / (math.log(high) - math.log(low))
+        else:
+            u = (x - low) / (high - low)
+        return 1.0 - u if self.reverse else u
+
+
+class Prepared:
+    """A study's table, roles, scientific cells and curves, in the form the analysis needs.
+
+    Args:
+        study: a `kp.Study`.
+    """
+
+    def __init__(self, study):
+        self.study = study
+        self.objective = study.objective
+        self.direction = study.direction
+        # Every comparison is made on `sign * objective`: lower is better.
+        self.sign = 1.0 if self.direction == "min" else -1.0
+        self.frame = study.to_dataframe()
+        self.scientific = study.scientific
+        self.cells = study._extra.get("cells") or [{}]
+        self.cell_index = self._cell_index()
+        self.completed = self.frame["status"].to_numpy() == "completed"
+        self.infeasible = self.frame["status"].to_numpy() == "infeasible"
+        self.loss = self.sign * self.frame["objective"].to_numpy(dtype=float)
+        self.dimensions = self._dimensions()
+        self._best = None
+
+    # -- scientific cells ----------------------------------------------------
+
+    def _cell_index(self):
+        """For each trial (row), the index of its scientific cell, -1 when none matches."""
+        index = np.full(len(self.frame), -1, dtype=np.int64)
+        if not self.scientific:
+            index[:] = 0
+            return index
+        for i, cell in enumerate(self.cells):
+            mask = np.ones(len(self.frame), dtype=bool)
+            for name, value in cell.items():
+                mask &= (self.frame[name] == value).to_numpy()
+            index[mask] = i
+        return index
+
+    def cell_label(self, i):
+        """A readable label of scientific cell `i`, e.g. "num_layers=2" ("all trials" without one)."""
+        cell = self.cells[i]
+        if not cell:
+            return "all trials"
+        return ", ".join(f"{name}={value}" for name, value in cell.items())
+
+    def best_rows(self):
+        """dict cell index -> row index of the cell's best completed trial (cells without one left out)."""
+        if self._best is None:
+            self._best = {}
+            for i in range(len(self.cells)):
+                rows = np.flatnonzero((self.cell_index == i) & self.completed)
+                rows = rows[np.isfinite(self.loss[rows])]
+                if len(rows):
+                    self._best[i] = int(rows[np.argmin(self.loss[rows])])
+        return self._best
+
+    def top_rows(self, k):
+        """Row indices of the `k` best completed trials of the whole study, best first."""
+        rows = np.flatnonzero(self.completed & np.isfinite(self.loss))
+        return rows[np.argsort(self.loss[rows], kind="stable")][:k]
+
+    # -- search space --------------------------------------------------------
+
+    def _dimensions(self):
+        dimensions = []
+        for hp in self.study.space.space:
+            if isinstance(hp, hp_module.Fixed) or hp.name in self.study.fixed:
+                continue
+            if hp.name in self.scientific:
+                role = "scientific"
+            else:
+                role = "nuisance"
+            dimensions.append(Dimension(hp, role))
+        return dimensions
+
+    def values(self, name):
+        """The column of hyperparameter `name` as an object array (None where inactive)."""
+        return self.frame[name].to_numpy(dtype=object)
+
+    # -- curves --------------------------------------------------------------
+
+    def trial_id(self, row):
+        return self.frame["trial_id"].iat[row]
+
+    def curve(self, row, metric=None):
+        """(epochs, values) of `metric` (the objective by default) for the trial in `row`.
+
+        Epochs without a value are dropped.
+        """
+        epochs, columns = self.study._curve_arrays(self.trial_id(row))
+        values = columns.get(metric or self.objective)
+        if values is None:
+            return epochs[:0], np.zeros(0)
+        keep = ~np.isnan(values)
+        return epochs[keep], values[keep]
+
+    def metrics(self, row):
+        """Names of the metrics the trial in `row` logged."""
+        return list(self.study._curve_arrays(self.trial_id(row))[1])
+
+
+def prepare(study):
+    """The `Prepared` data of `study`, built on first use and kept on the study."""
+    prepared = getattr(study, _CACHE_ATTRIBUTE, None)
+    if prepared is None:
+        prepared = Prepared(study)
+        setattr(study, _CACHE_ATTRIBUTE, prepared)
+    return prepared

@@ -1,0 +1,703 @@
+"""The playbook's questions about a finished round of experiments, asked of a study.
+
+`run_checks(study)` (also `study.check()`) returns a list of `Finding`s: one
+per problem found, each with a code, a severity, a one-sentence message, what
+to do about it and the numbers behind it. A study without a problem gives no
+finding with that problem's code. Every threshold is a named constant below
+with where it comes from; where the playbook gives no number, the comment
+says what the number means instead.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+from keras_tuner.engine import hyperparameters as hp_module
+
+from kplaybook import roles
+from kplaybook.analysis._prepared import prepare
+from kplaybook.callbacks.gradient_clipping import AGGRESSIVE_CLIP_FRACTION
+
+# -- thresholds ----------------------------------------------------------------
+
+#: PLAYBOOK.md 19 ("best trials near a boundary"); the issue fixes "near" as
+#: the outer 10% of a dimension, in the coordinates the search samples in.
+BOUNDARY_FRACTION = 0.10
+#: For "the best trial is the sampled extreme and the objective improves
+#: towards that edge": the trials compared with the rest are this share of a
+#: cell's completed trials nearest the edge (at least 2).
+EDGE_NEIGHBOURS_FRACTION = 1 / 3
+#: PLAYBOOK.md 22 gives no number for "a large infeasible fraction": above a
+#: quarter of the trials, the budget lost to infeasible points is a warning.
+INFEASIBLE_WARNING_FRACTION = 0.25
+#: PLAYBOOK.md 19, "all trials above some LR are infeasible": at least this
+#: many trials in a row at the top of a dimension, and none feasible above.
+INFEASIBLE_EDGE_MIN_TRIALS = 2
+#: have_we_sampled_enough.png starts at 6 trials: fewer cannot be judged.
+MIN_TRIALS_FOR_SAMPLING = 6
+#: PLAYBOOK.md 20 gives no formula. The expected best-of-k flattens once
+#: enough trials land in the good region; if the second half of the budget
+#: (k = n/2 to n) still brought more than this share of the expected gain
+#: from k = 1 to k = n, the curve has not flattened: more trials needed.
+SAMPLING_LATE_GAIN = 0.10
+#: PLAYBOOK.md 23, "worsens by a meaningful margin": the final validation
+#: value is worse than its minimum by more than 5% of that minimum.
+OVERFITTING_MARGIN = 0.05
+#: Epochs after the validation minimum needed to call a rise "worsening".
+OVERFITTING_EPOCHS_AFTER = 2
+#: PLAYBOOK.md 24, "late in training": the last quarter of the epochs.
+LATE_FRACTION = 0.25
+#: PLAYBOOK.md 24 gives no number for "high variance": epoch-to-epoch noise
+#: of the validation objective above 5% of its value in the last quarter.
+LATE_VARIANCE_RATIO = 0.05
+#: PLAYBOOK.md 25 and the issue: "still improving over the last 10% of training".
+STILL_IMPROVING_FRACTION = 0.10
+#: A gain counts as improvement when above 1% of the curve's total gain
+#: (first epoch to best); smaller gains are within noise of a flat curve.
+IMPROVEMENT_TOLERANCE = 0.01
+#: PLAYBOOK.md 25, "saturated long before the end": no improvement over the
+#: whole second half of training.
+SATURATED_FRACTION = 0.5
+#: PLAYBOOK.md 33: best step always in the first 10% -> far too many steps.
+BEST_STEP_EARLY_FRACTION = 0.10
+#: PLAYBOOK.md 33: best step consistently in the last 25% -> train longer.
+BEST_STEP_LATE_FRACTION = 0.25
+#: "Consistently": at least three quarters of the best trials.
+BEST_STEP_CONSISTENT_SHARE = 0.75
+#: The trials whose best step is judged: each scientific value's best trial
+#: and the study's top 3 (the top 3 of the playbook's axis plots).
+TOP_TRIALS = 3
+
+SEVERITIES = ("warning", "info")
+
+CODES = (
+    "boundary",
+    "infeasible_fraction",
+    "sampling_density",
+    "overfitting",
+    "late_variance",
+    "still_improving",
+    "saturated",
+    "best_step_early",
+    "best_step_late",
+    "aggressive_clipping",
+    "fixed_optimizer_hparams",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One answer of `study.check()`: a problem the playbook asks about, and what to do.
+
+    Attributes:
+        code: str, which check found it (one of `kplaybook.analysis.checks.CODES`).
+        severity: "warning" (conclusions may be wrong until it is fixed) or
+            "info" (worth knowing, nothing is wrong).
+        message: str, one sentence: what was found, with the numbers.
+        recommendation: str, what to do about it.
+        evidence: dict of the numbers and trial ids behind the message
+            (JSON-serialisable).
+
+    Example:
+
+    ```python
+    for finding in kp.Study.load("saved_studies/depth").check():
+        print(finding.severity, finding.code, finding.message)
+    ```
+    """
+
+    code: str
+    severity: str
+    message: str
+    recommendation: str
+    evidence: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self):
+        """The finding as a plain dict (as written to findings.json)."""
+        return dataclasses.asdict(self)
+
+
+def run_checks(study):
+    """All of the playbook's checks on `study`; warnings first. See `Study.check`."""
+    p = prepare(study)
+    findings = []
+    for check in (
+        _boundary,
+        _infeasible_fraction,
+        _sampling_density,
+        _overfitting,
+        _late_variance,
+        _improving_or_saturated,
+        _best_step,
+        _aggressive_clipping,
+        _fixed_optimizer_hparams,
+    ):
+        findings.extend(check(p))
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+# -- search space ----------------------------------------------------------------
+
+
+def _numeric_coordinates(p, dim):
+    """(active mask, [0, 1] coordinates, raw float values) of a numeric dimension."""
+    raw = p.values(dim.name)
+    active = np.array([_is_value(v) for v in raw], dtype=bool)
+    x = np.full(len(raw), np.nan)
+    x[active] = raw[active].astype(float)
+    u = np.full(len(raw), np.nan)
+    u[active] = dim.coordinate(x[active])
+    return active, u, x
+
+
+def _is_value(v):
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _improves_towards(p, rows, u, edge):
+    """Whether the completed trials nearest `edge` of a dimension beat the others (median)."""
+    rows = rows[np.isfinite(p.loss[rows])]
+    if len(rows) < 3:
+        return False
+    order = rows[np.argsort(u[rows] if edge == "low" else -u[rows], kind="stable")]
+    near = max(2, int(math.ceil(EDGE_NEIGHBOURS_FRACTION * len(order))))
+    near = min(near, len(order) - 1)
+    return float(np.median(p.loss[order[:near]])) < float(np.median(p.loss[order[near:]]))
+
+
+def _boundary(p):
+    findings = []
+    best = p.best_rows()
+    for dim in p.dimensions:
+        if not dim.numeric or dim.role != "nuisance":
+            continue
+        active, u, x = _numeric_coordinates(p, dim)
+        hits = {"low": [], "high": []}
+        for cell, row in best.items():
+            if not active[row]:
+                continue
+            in_cell = (p.cell_index == cell) & active
+            sampled = np.flatnonzero(in_cell & (p.completed | p.infeasible))
+            completed = np.flatnonzero(in_cell & p.completed)
+            for edge, outer, extreme in (
+                ("low", u[row] <= BOUNDARY_FRACTION, u[row] <= np.min(u[sampled])),
+                ("high", u[row] >= 1 - BOUNDARY_FRACTION, u[row] >= np.max(u[sampled])),
+            ):
+                if outer or (extreme and _improves_towards(p, completed, u, edge)):
+                    hits[edge].append((cell, row))
+        for edge, cells in hits.items():
+            if not cells:
+                continue
+            bound = dim.low if edge == "low" else dim.high
+            where = "below" if edge == "low" else "above"
+            values = [float(x[row]) for _, row in cells]
+            labels = [p.cell_label(cell) for cell, _ in cells]
+            findings.append(
+                Finding(
+                    "boundary",
+                    "warning",
+                    f"The best trial of {_count(len(cells), 'scientific value')} "
+                    f"({'; '.join(labels)}) has {dim.name} at "
+                    f"{', '.join(_fmt(v) for v in values)}, at the {edge} edge of its "
+                    f"range [{_fmt(dim.low)}, {_fmt(dim.high)}]: the search space may "
+                    "be too small.",
+                    f"Expand {dim.name}'s range {where} {_fmt(bound)} and re-run "
+                    "before concluding (PLAYBOOK.md 19).",
+                    {
+                        "hyperparameter": dim.name,
+                        "edge": edge,
+                        "range": [dim.low, dim.high],
+                        "log_scale": dim.log,
+                        "trials": [p.trial_id(row) for _, row in cells],
+                        "values": values,
+                        "coordinates": [float(u[row]) for _, row in cells],
+                        "scientific": labels,
+                    },
+                )
+            )
+    return findings
+
+
+def _infeasible_fraction(p):
+    infeasible = int(p.infeasible.sum())
+    if not infeasible:
+        return []
+    judged = infeasible + int(p.completed.sum())
+    share = infeasible / judged
+    reasons = p.frame.loc[p.infeasible, "infeasible_reason"].value_counts().to_dict()
+    edges = _infeasible_edges(p)
+    evidence = {
+        "infeasible": infeasible,
+        "completed": int(p.completed.sum()),
+        "fraction": share,
+        "reasons": {str(k): int(v) for k, v in reasons.items()},
+        "edges": edges,
+    }
+    message = (
+        f"{infeasible} of {judged} trials ({share:.0%}) were infeasible "
+        f"({', '.join(f'{k}: {v}' for k, v in evidence['reasons'].items())})."
+    )
+    unstable = [e for e in edges if e["best_at_edge"]]
+    if unstable:
+        edge = unstable[0]
+        message = message[:-1] + (
+            f"; every trial with {edge['hyperparameter']} ≥ {_fmt(edge['threshold'])} "
+            f"({edge['trials']} trials) was infeasible and the best trials sit just "
+            "below that edge: training instability is suspected."
+        )
+        recommendation = (
+            f"Make higher {edge['hyperparameter']} values stable (learning-rate warmup, "
+            "gradient clipping: kp.warmup_sweep, kp.callbacks.GradientClipping) rather "
+            "than narrowing the range (PLAYBOOK.md 19, 30)."
+        )
+        severity = "warning"
+    elif share > INFEASIBLE_WARNING_FRACTION:
+        recommendation = (
+            "Narrow or re-parameterise the search space, or look for a bug behind the "
+            "reasons above (PLAYBOOK.md 22)."
+        )
+        severity = "warning"
+    else:
+        recommendation = (
+            "Nothing to do: a few infeasible trials are a normal part of a search (PLAYBOOK.md 21)."
+        )
+        severity = "info"
+    return [Finding("infeasible_fraction", severity, message, recommendation, evidence)]
+
+
+def _infeasible_edges(p):
+    """Dimensions above some value of which every trial was infeasible."""
+    edges = []
+    best_rows = list(p.best_rows().values())
+    for dim in p.dimensions:
+        if not dim.numeric:
+            continue
+        active, u, x = _numeric_coordinates(p, dim)
+        rows = np.flatnonzero(active & (p.completed | p.infeasible))
+        if not len(rows):
+            continue
+        rows = rows[np.argsort(-x[rows], kind="stable")]
+        run = 0
+        while run < len(rows) and p.infeasible[rows[run]]:
+            run += 1
+        if run < INFEASIBLE_EDGE_MIN_TRIALS or run == len(rows):
+            continue
+        threshold = float(x[rows[run - 1]])
+        top_feasible = float(u[rows[run]])
+        edge_u = float(u[rows[run - 1]])
+        # At the edge: within the outer 10% below the first infeasible value,
+        # or the highest feasible trial sampled.
+        near = min(top_feasible, edge_u - BOUNDARY_FRACTION)
+        best_at_edge = any(active[row] and u[row] >= near for row in best_rows)
+        edges.append(
+            {
+                "hyperparameter": dim.name,
+                "threshold": threshold,
+                "trials": run,
+                "best_at_edge": bool(best_at_edge),
+            }
+        )
+    return edges
+
+
+def _best_of_k(losses, ks):
+    """Exact distribution of the best of k draws (with replacement) from `losses`.
+
+    The bootstrap of PLAYBOOK.md 20 in closed form: with the n values sorted,
+    P(best of k is at rank >= i) = ((n - i) / n) ** k. Returns (mean, the 5,
+    25, 50, 75, 95% quantiles) per k, with no sampling noise.
+    """
+    y = np.sort(np.asarray(losses, dtype=float))
+    n = len(y)
+    survival = ((n - np.arange(n + 1)) / n)[None, :] ** np.asarray(ks, dtype=float)[:, None]
+    prob = survival[:, :-1] - survival[:, 1:]
+    mean = prob @ y
+    cdf = np.cumsum(prob, axis=1)
+    levels = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    quantiles = np.empty((len(ks), len(levels)))
+    for j, level in enumerate(levels):
+        index = np.argmax(cdf >= level - 1e-12, axis=1)
+        quantiles[:, j] = y[index]
+    return mean, quantiles
+
+
+def sampling_ks(n):
+    """The budgets k at which best-of-k is evaluated: every k up to 50, then ~40 log-spaced."""
+    if n <= 50:
+        return np.arange(1, n + 1)
+    return np.unique(np.round(np.geomspace(1, n, 40)).astype(int))
+
+
+def late_gain(mean, ks):
+    """Share of the expected gain (k = 1 to n) that the second half of the budget brought."""
+    n = ks[-1]
+    half = mean[np.searchsorted(ks, max(1, n // 2))]
+    total = mean[0] - mean[-1]
+    return 0.0 if total <= 0 else float((half - mean[-1]) / total)
+
+
+def _sampling_density(p):
+    few, sparse = [], []
+    for cell in range(len(p.cells)):
+        rows = np.flatnonzero((p.cell_index == cell) & p.completed & np.isfinite(p.loss))
+        if len(rows) < MIN_TRIALS_FOR_SAMPLING:
+            few.append((p.cell_label(cell), len(rows)))
+            continue
+        ks = sampling_ks(len(rows))
+        mean, _ = _best_of_k(p.loss[rows], ks)
+        gain = late_gain(mean, ks)
+        if gain > SAMPLING_LATE_GAIN:
+            sparse.append((p.cell_label(cell), len(rows), gain))
+    findings = []
+    if sparse:
+        findings.append(
+            Finding(
+                "sampling_density",
+                "warning",
+                f"For {_count(len(sparse), 'scientific value')} the expected best of k "
+                "trials was still improving at the full budget: "
+                + "; ".join(
+                    f"{label}: the last half of {n} trials brought {gain:.0%} of the gain"
+                    for label, n, gain in sparse
+                )
+                + ".",
+                "Run more trials per scientific value before comparing them (PLAYBOOK.md 20; "
+                "see the sampling plot).",
+                {
+                    "cells": [
+                        {"scientific": label, "completed": n, "late_gain": gain}
+                        for label, n, gain in sparse
+                    ],
+                    "threshold": SAMPLING_LATE_GAIN,
+                },
+            )
+        )
+    if few:
+        findings.append(
+            Finding(
+                "sampling_density",
+                "warning",
+                f"{_count(len(few), 'scientific value')} had fewer than "
+                f"{MIN_TRIALS_FOR_SAMPLING} completed trials ("
+                + "; ".join(f"{label}: {n}" for label, n in few)
+                + "), too few to tell whether the search space was sampled densely enough.",
+                "Run more trials per scientific value (PLAYBOOK.md 20).",
+                {
+                    "cells": [{"scientific": label, "completed": n} for label, n in few],
+                    "minimum": MIN_TRIALS_FOR_SAMPLING,
+                },
+            )
+        )
+    return findings
+
+
+# -- training curves -------------------------------------------------------------
+
+
+def _validation_curve(p, row):
+    """(metric, sign, values) of the validation curve judged for overfitting and noise."""
+    if p.objective.startswith("val_"):
+        _, values = p.curve(row)
+        return p.objective, p.sign, values
+    if "val_loss" in p.metrics(row):
+        _, values = p.curve(row, "val_loss")
+        return "val_loss", 1.0, values
+    return None, 1.0, np.zeros(0)
+
+
+def _overfits(loss):
+    """(rise, minimum index) when `loss` worsens after its minimum by the margin, else None.
+
+    "Then worsens" must last: at least `OVERFITTING_EPOCHS_AFTER` epochs
+    follow the minimum and their median is worse than it by the margin, so
+    one noisy last epoch is not overfitting.
+    """
+    low = int(np.argmin(loss))
+    after = loss[low + 1 :]
+    if len(after) < OVERFITTING_EPOCHS_AFTER:
+        return None
+    rise = float(np.median(after) - loss[low])
+    scale = abs(float(loss[low])) or float(loss[0] - loss[low])
+    if scale > 0 and rise > OVERFITTING_MARGIN * scale:
+        return rise, low
+    return None
+
+
+def _overfitting(p):
+    hits = []
+    for cell, row in p.best_rows().items():
+        metric, sign, values = _validation_curve(p, row)
+        result = _overfits(sign * values) if metric else None
+        if result is None:
+            continue
+        rise, low = result
+        hits.append(
+            {
+                "scientific": p.cell_label(cell),
+                "trial": p.trial_id(row),
+                "metric": metric,
+                "best_epoch": low,
+                "best": float(values[low]),
+                "final": float(values[-1]),
+                "rise": rise,
+            }
+        )
+    if not hits:
+        return []
+    return [
+        Finding(
+            "overfitting",
+            "warning",
+            f"The best trial of {_count(len(hits), 'scientific value')} overfits: "
+            + "; ".join(
+                f"{h['scientific']} (trial {h['trial']}): {h['metric']} "
+                f"{_fmt(h['best'])} at epoch {h['best_epoch']}, {_fmt(h['final'])} at the end"
+                for h in hits
+            )
+            + ".",
+            "Add or better tune regularisation (as nuisance hyperparameters) before "
+            "comparing scientific values (PLAYBOOK.md 23).",
+            {"trials": hits, "margin": OVERFITTING_MARGIN},
+        )
+    ]
+
+
+def _late_variance(p):
+    hits = []
+    for cell, row in p.best_rows().items():
+        metric, _, values = _validation_curve(p, row)
+        if metric is None:
+            continue
+        tail_len = max(4, int(math.ceil(LATE_FRACTION * len(values))))
+        if len(values) < 2 * tail_len:
+            continue
+        tail = values[-tail_len:]
+        # Differences remove a steady trend; /sqrt(2) turns the spread of a
+        # difference back into the spread of one value.
+        noise = float(np.std(np.diff(tail)) / math.sqrt(2))
+        level = abs(float(np.median(tail)))
+        if level > 0 and noise > LATE_VARIANCE_RATIO * level:
+            hits.append(
+                {
+                    "scientific": p.cell_label(cell),
+                    "trial": p.trial_id(row),
+                    "metric": metric,
+                    "noise": noise,
+                    "level": level,
+                    "ratio": noise / level,
+                }
+            )
+    if not hits:
+        return []
+    return [
+        Finding(
+            "late_variance",
+            "warning",
+            f"The validation curve of {_count(len(hits), 'best trial')} is noisy late in "
+            "training: "
+            + "; ".join(
+                f"{h['scientific']} (trial {h['trial']}): {h['metric']} varies by "
+                f"{h['ratio']:.0%} epoch to epoch"
+                for h in hits
+            )
+            + ", so comparisons between trials are noisy.",
+            "Use a bigger batch, more validation data, learning-rate decay or Polyak "
+            "averaging (Keras optimizers' use_ema=True) (PLAYBOOK.md 24).",
+            {"trials": hits, "ratio": LATE_VARIANCE_RATIO, "late_fraction": LATE_FRACTION},
+        )
+    ]
+
+
+def _improving_or_saturated(p):
+    improving, saturated = [], []
+    for cell, row in p.best_rows().items():
+        _, values = p.curve(row)
+        loss = p.sign * values
+        n = len(loss)
+        if n < 4:
+            continue
+        total = float(loss[0] - loss.min())
+        if total <= 0:
+            continue
+        window = max(1, int(math.ceil(STILL_IMPROVING_FRACTION * n)))
+        tail_gain = float(loss[:-window].min() - loss[-window:].min())
+        entry = {"scientific": p.cell_label(cell), "trial": p.trial_id(row), "epochs": n}
+        if tail_gain > IMPROVEMENT_TOLERANCE * total:
+            improving.append({**entry, "gain": tail_gain / total})
+            continue
+        half = int(round(SATURATED_FRACTION * n))
+        late_gain_ = float(loss[:half].min() - loss[half:].min())
+        if late_gain_ <= IMPROVEMENT_TOLERANCE * total and _overfits(loss) is None:
+            saturated.append({**entry, "epoch_reached": int(np.argmin(loss))})
+    findings = []
+    if improving:
+        findings.append(
+            Finding(
+                "still_improving",
+                "warning",
+                f"The objective of {_count(len(improving), 'best trial')} was still "
+                f"improving over the last {STILL_IMPROVING_FRACTION:.0%} of training ("
+                + "; ".join(
+                    f"{h['scientific']}: {h['gain']:.0%} of its total gain" for h in improving
+                )
+                + "): training is compute-bound.",
+                "Train longer (or change the schedule) for every trial before concluding "
+                "(PLAYBOOK.md 25).",
+                {"trials": improving, "window": STILL_IMPROVING_FRACTION},
+            )
+        )
+    if saturated:
+        findings.append(
+            Finding(
+                "saturated",
+                "info",
+                f"The objective of {_count(len(saturated), 'best trial')} stopped improving "
+                f"in the first {SATURATED_FRACTION:.0%} of training ("
+                + "; ".join(
+                    f"{h['scientific']}: best at epoch {h['epoch_reached']} of {h['epochs']}"
+                    for h in saturated
+                )
+                + ").",
+                "Fewer training steps would give the same result faster (PLAYBOOK.md 25).",
+                {"trials": saturated, "fraction": SATURATED_FRACTION},
+            )
+        )
+    return findings
+
+
+def _best_step(p):
+    rows = sorted(set(p.best_rows().values()) | {int(r) for r in p.top_rows(TOP_TRIALS)})
+    judged = []
+    for row in rows:
+        epochs = p.frame["epochs"].iat[row]
+        step = p.frame["best_step"].iat[row]
+        if pd.isna(epochs) or pd.isna(step) or int(epochs) < 2:
+            continue
+        judged.append(
+            {
+                "trial": p.trial_id(row),
+                "best_step": int(step),
+                "epochs": int(epochs),
+                "fraction": (int(step) + 1) / int(epochs),
+            }
+        )
+    if not judged:
+        return []
+    fractions = np.array([j["fraction"] for j in judged])
+    steps = ", ".join(f"{j['best_step']} of {j['epochs']}" for j in judged)
+    if np.all(fractions <= BEST_STEP_EARLY_FRACTION):
+        return [
+            Finding(
+                "best_step_early",
+                "warning",
+                f"The best trials all reach their best {p.objective} in the first "
+                f"{BEST_STEP_EARLY_FRACTION:.0%} of training (best epochs {steps}).",
+                "Train for far fewer steps: the rest of training is wasted (PLAYBOOK.md 33).",
+                {"trials": judged, "fraction": BEST_STEP_EARLY_FRACTION},
+            )
+        ]
+    late = fractions > 1 - BEST_STEP_LATE_FRACTION
+    if late.mean() >= BEST_STEP_CONSISTENT_SHARE:
+        return [
+            Finding(
+                "best_step_late",
+                "warning",
+                f"{int(late.sum())} of the {len(judged)} best trials reach their best "
+                f"{p.objective} in the last {BEST_STEP_LATE_FRACTION:.0%} of training "
+                f"(best epochs {steps}).",
+                "Train longer and re-tune the learning-rate decay schedule (PLAYBOOK.md 33).",
+                {"trials": judged, "fraction": BEST_STEP_LATE_FRACTION},
+            )
+        ]
+    return []
+
+
+def clip_fraction(p, row):
+    """The share of the trial's updates that were clipped (None when clipping was not logged)."""
+    _, values = p.curve(row, "clip_fraction")
+    return float(np.mean(values)) if len(values) else None
+
+
+def _aggressive_clipping(p):
+    best = set(p.best_rows().values()) | {int(r) for r in p.top_rows(TOP_TRIALS)}
+    hits = []
+    for row in np.flatnonzero(p.completed | p.infeasible):
+        if "clip_fraction" not in p.metrics(row):
+            continue
+        share = clip_fraction(p, row)
+        if share is not None and share > AGGRESSIVE_CLIP_FRACTION:
+            hits.append({"trial": p.trial_id(row), "clip_fraction": share, "best": row in best})
+    if not hits:
+        return []
+    hits.sort(key=lambda h: (not h["best"], -h["clip_fraction"]))
+    among_best = sum(h["best"] for h in hits)
+    return [
+        Finding(
+            "aggressive_clipping",
+            "warning",
+            f"{_count(len(hits), 'trial')} clipped more than "
+            f"{AGGRESSIVE_CLIP_FRACTION:.0%} of their updates ({among_best} of them among "
+            "the best trials; e.g. "
+            + ", ".join(f"trial {h['trial']}: {h['clip_fraction']:.0%}" for h in hits[:3])
+            + ").",
+            "Clipping that often just lowers the learning rate: lower the learning rate "
+            "instead, or raise the clipping threshold (PLAYBOOK.md 32).",
+            {"trials": hits, "threshold": AGGRESSIVE_CLIP_FRACTION},
+        )
+    ]
+
+
+# -- roles -----------------------------------------------------------------------
+
+
+def _fixed_optimizer_hparams(p):
+    study = p.study
+    named = {}
+    for name, value in study.fixed.items():
+        if roles.is_optimizer_hyperparameter(name):
+            named[name] = ("fixed", value)
+    for hp in study.space.space:
+        if (
+            isinstance(hp, hp_module.Fixed)
+            and hp.name not in named
+            and roles.is_optimizer_hyperparameter(hp.name)
+        ):
+            named[hp.name] = ("fixed", hp.value)
+    for name, values in study.scientific.items():
+        if roles.is_optimizer_hyperparameter(name):
+            named[name] = ("scientific", values)
+    if not named:
+        return []
+    parts = [
+        f"{name} is {role}" + (f" at {_fmt(value)}" if role == "fixed" else "")
+        for name, (role, value) in named.items()
+    ]
+    return [
+        Finding(
+            "fixed_optimizer_hparams",
+            "warning",
+            f"Optimizer hyperparameters are not nuisance: {'; '.join(parts)}, so the "
+            "comparison holds only for these settings.",
+            "Make optimizer hyperparameters nuisance (tuned for every scientific value), "
+            "e.g. with kp.spaces.adam(hp, budget) (PLAYBOOK.md 9).",
+            {
+                "hyperparameters": {
+                    name: {"role": role, "value": value} for name, (role, value) in named.items()
+                }
+            },
+        )
+    ]
+
+
+# -- formatting ------------------------------------------------------------------
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -1,0 +1,360 @@
+"""Pure functions that turn a study into the data of the playbook's plots.
+
+Each returns small NamedTuples of numpy arrays and labels; `plots.py` draws
+them. Tests check these, so what a plot shows is tested without pixels.
+"""
+
+import math
+import typing
+
+import numpy as np
+from keras_tuner.engine import hyperparameters as hp_module
+
+from kplaybook.analysis import checks
+from kplaybook.analysis._prepared import prepare
+
+
+class AxisPanel(typing.NamedTuple):
+    """One basic hyperparameter axis plot (PLAYBOOK.md 18): objective vs one hyperparameter.
+
+    `x` holds numeric values, or category positions when `categories` is set;
+    `cell` indexes `cell_labels` (the scientific value of each point).
+    Infeasible trials are at `infeasible_y`, beyond the worst feasible value.
+    `top` indexes the top 3 trials of the study among the points.
+    """
+
+    hyperparameter: str
+    role: str
+    log_scale: bool
+    integer: bool
+    categories: list | None
+    bounds: tuple | None
+    x: np.ndarray
+    y: np.ndarray
+    trial_ids: list
+    cell: np.ndarray
+    cell_labels: list
+    infeasible_x: np.ndarray
+    infeasible_y: float
+    infeasible_trial_ids: list
+    top: np.ndarray
+    objective: str
+
+
+class IsolationData(typing.NamedTuple):
+    """The isolation plot (PLAYBOOK.md 11): best objective per scientific value.
+
+    `mean`, `std` and `replicates` come from `study.replicate()` (NaN and 0
+    when no replicate was run). `x` is numeric when the single scientific
+    hyperparameter is numeric, else positions of `labels`.
+    """
+
+    scientific: list
+    labels: list
+    x: np.ndarray
+    numeric: bool
+    log_scale: bool
+    best: np.ndarray
+    trial_ids: list
+    mean: np.ndarray
+    std: np.ndarray
+    replicates: np.ndarray
+    objective: str
+
+
+class CurveSeries(typing.NamedTuple):
+    """One trial's curves: training `loss` and the validation objective (when logged)."""
+
+    trial_id: str
+    cell: int
+    bold: bool
+    epochs: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+
+
+class CurvesData(typing.NamedTuple):
+    """Training curves: the best trial per scientific value bold, others faint."""
+
+    series: list
+    cell_labels: list
+    train_metric: str
+    validation_metric: str
+
+
+class GradNormData(typing.NamedTuple):
+    """Per-step gradient norms of one trial, their histogram and clip thresholds (PLAYBOOK.md 29, 32).
+
+    `clip_threshold` is the logged threshold per step (NaN when clipping was
+    off or still collecting norms); `percentile_90` is the playbook's
+    suggested starting threshold.
+    """
+
+    trial_id: str
+    steps: np.ndarray
+    grad_norm: np.ndarray
+    clip_threshold: np.ndarray
+    percentile_90: float
+    clip_fraction: float | None
+    histogram: np.ndarray
+    bin_edges: np.ndarray
+    log_scale: bool
+
+
+class SamplingPanel(typing.NamedTuple):
+    """Best-of-k against k for one scientific value (PLAYBOOK.md 20).
+
+    `quantiles[:, j]` are the 5, 25, 50, 75 and 95% quantiles of the best of
+    k trials drawn with replacement, `mean` its expectation, in objective
+    units; `late_gain` is what `check()` judges.
+    """
+
+    label: str
+    completed: int
+    ks: np.ndarray
+    mean: np.ndarray
+    quantiles: np.ndarray
+    late_gain: float
+    objective: str
+
+
+#: Faint context curves drawn per scientific value with `which="best"`.
+CONTEXT_CURVES = 10
+
+
+def varied_hyperparameters(study):
+    """Names of the hyperparameters that took more than one value in the study."""
+    p = prepare(study)
+    names = []
+    for dim in p.dimensions:
+        values = {v for v in p.values(dim.name) if checks._is_value(v)}
+        if len(values) > 1:
+            names.append(dim.name)
+    return names
+
+
+def axis_plot_data(study, hp_name=None):
+    """One `AxisPanel` per varied hyperparameter (or only `hp_name`).
+
+    Raises:
+        KeyError: `hp_name` is not a varied hyperparameter of the study.
+    """
+    p = prepare(study)
+    names = varied_hyperparameters(study)
+    if hp_name is not None:
+        if hp_name not in names:
+            raise KeyError(
+                f"{hp_name!r} is not a varied hyperparameter of study {study.name!r}; "
+                f"pass one of {names}."
+            )
+        names = [hp_name]
+    by_name = {dim.name: dim for dim in p.dimensions}
+    top_rows = set(int(r) for r in p.top_rows(3))
+    feasible = np.flatnonzero(p.completed & np.isfinite(p.loss))
+    objective = p.sign * p.loss
+    if len(feasible):
+        worst = objective[feasible].max() if p.sign > 0 else objective[feasible].min()
+        best = objective[feasible].min() if p.sign > 0 else objective[feasible].max()
+        infeasible_y = float(worst + 0.08 * (worst - best or abs(worst) or 1.0))
+    else:
+        infeasible_y = 1.0
+    panels = []
+    for name in names:
+        dim = by_name[name]
+        raw = p.values(name)
+        active = np.array([checks._is_value(v) for v in raw], dtype=bool)
+        categories = None
+        if dim.numeric:
+            x_all = np.full(len(raw), np.nan)
+            x_all[active] = raw[active].astype(float)
+        else:
+            categories = [v for v in (dim.values or []) if v in set(raw[active].tolist())]
+            extra = sorted({v for v in raw[active]} - set(categories), key=str)
+            categories += extra
+            position = {v: i for i, v in enumerate(categories)}
+            x_all = np.array([position[v] if ok else np.nan for v, ok in zip(raw, active)])
+        rows = feasible[active[feasible]]
+        bad = np.flatnonzero(p.infeasible & active)
+        panels.append(
+            AxisPanel(
+                hyperparameter=name,
+                role=dim.role,
+                log_scale=bool(dim.log),
+                integer=isinstance(dim.hp, hp_module.Int),
+                categories=categories,
+                bounds=(dim.low, dim.high) if dim.numeric else None,
+                x=x_all[rows],
+                y=objective[rows],
+                trial_ids=[p.trial_id(r) for r in rows],
+                cell=p.cell_index[rows],
+                cell_labels=[p.cell_label(i) for i in range(len(p.cells))],
+                infeasible_x=x_all[bad],
+                infeasible_y=infeasible_y,
+                infeasible_trial_ids=[p.trial_id(r) for r in bad],
+                top=np.array([i for i, r in enumerate(rows) if int(r) in top_rows], dtype=int),
+                objective=p.objective,
+            )
+        )
+    return panels
+
+
+def isolation_plot_data(study):
+    """The `IsolationData` of `study` (replicates included when `study.replicate()` ran)."""
+    from kplaybook.analysis.replicates import read_replicates
+
+    p = prepare(study)
+    best = p.best_rows()
+    labels = [p.cell_label(i) for i in range(len(p.cells))]
+    names = list(p.scientific)
+    values = [cell.get(names[0]) if len(names) == 1 else None for cell in p.cells]
+    numeric = len(names) == 1 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    )
+    x = np.array(values, dtype=float) if numeric else np.arange(len(p.cells), dtype=float)
+    log_scale = bool(numeric and np.all(x > 0) and x.max() / x.min() >= 100)
+    best_values = np.array(
+        [p.sign * p.loss[best[i]] if i in best else np.nan for i in range(len(p.cells))]
+    )
+    replicates = read_replicates(study)
+    mean = np.full(len(p.cells), np.nan)
+    std = np.zeros(len(p.cells))
+    count = np.zeros(len(p.cells), dtype=int)
+    if len(replicates):
+        for i in range(len(p.cells)):
+            done = replicates[(replicates["cell"] == i) & np.isfinite(replicates["objective"])]
+            if i in best:
+                done = done[done["trial_id"] == p.trial_id(best[i])]
+            if len(done):
+                mean[i] = done["objective"].mean()
+                std[i] = done["objective"].std(ddof=1) if len(done) > 1 else 0.0
+                count[i] = len(done)
+    return IsolationData(
+        scientific=names,
+        labels=labels,
+        x=x,
+        numeric=numeric,
+        log_scale=log_scale,
+        best=best_values,
+        trial_ids=[p.trial_id(best[i]) if i in best else None for i in range(len(p.cells))],
+        mean=mean,
+        std=std,
+        replicates=count,
+        objective=p.objective,
+    )
+
+
+def curves_plot_data(study, which="best"):
+    """`CurvesData` of `study`.
+
+    Args:
+        which: "best" (each scientific value's best trial bold, its next
+            `CONTEXT_CURVES` best faint), "all" (every completed trial faint,
+            the best bold), or a list of trial ids (all drawn bold).
+    """
+    p = prepare(study)
+    best = p.best_rows()
+    best_set = set(best.values())
+    if isinstance(which, str):
+        if which not in ("best", "all"):
+            raise ValueError(f'which must be "best", "all" or a list of trial ids, got {which!r}.')
+        rows = []
+        for i in range(len(p.cells)):
+            cell_rows = np.flatnonzero((p.cell_index == i) & p.completed & np.isfinite(p.loss))
+            cell_rows = cell_rows[np.argsort(p.loss[cell_rows], kind="stable")]
+            if which == "best":
+                cell_rows = cell_rows[: CONTEXT_CURVES + 1]
+            rows.extend(int(r) for r in cell_rows)
+        bold = best_set
+    else:
+        index = {tid: i for i, tid in enumerate(p.frame["trial_id"])}
+        rows = []
+        for trial_id in which:
+            study._trial(trial_id)
+            rows.append(index[study._trial(trial_id).trial_id])
+        bold = set(rows)
+    validation = p.objective if p.objective != "loss" else "val_loss"
+    series = []
+    for row in sorted(rows, key=lambda r: r in bold):  # bold drawn last, on top
+        epochs, columns = study._curve_arrays(p.trial_id(row))
+        nan = np.full(len(epochs), np.nan)
+        series.append(
+            CurveSeries(
+                trial_id=p.trial_id(row),
+                cell=int(p.cell_index[row]),
+                bold=row in bold,
+                epochs=epochs,
+                train=columns.get("loss", nan),
+                validation=columns.get(validation, nan),
+            )
+        )
+    return CurvesData(
+        series=series,
+        cell_labels=[p.cell_label(i) for i in range(len(p.cells))],
+        train_metric="loss",
+        validation_metric=validation,
+    )
+
+
+def grad_norm_plot_data(study, trial_id, bins=40):
+    """`GradNormData` of one trial.
+
+    Raises:
+        ValueError: the trial has no per-step gradient norms.
+    """
+    steps = study.steps(trial_id)
+    if "grad_norm" not in steps or not steps["grad_norm"].notna().any():
+        raise ValueError(
+            f"Trial {trial_id!r} has no per-step gradient norms; run the search with "
+            "kp.callbacks.GradientNormLogger() (or GradientClipping) among the callbacks."
+        )
+    norms = steps["grad_norm"].to_numpy(dtype=float)
+    finite = norms[np.isfinite(norms)]
+    threshold = (
+        steps["clip_threshold"].to_numpy(dtype=float)
+        if "clip_threshold" in steps
+        else np.full(len(steps), np.nan)
+    )
+    threshold = np.where(np.isfinite(threshold), threshold, np.nan)
+    positive = finite[finite > 0]
+    log_scale = bool(len(positive) and positive.max() / positive.min() > 100)
+    if log_scale:
+        edges = np.geomspace(positive.min(), positive.max(), bins + 1)
+        histogram, edges = np.histogram(positive, bins=edges)
+    else:
+        histogram, edges = np.histogram(finite, bins=bins)
+    fractions = study.curves(trial_id).get("clip_fraction")
+    return GradNormData(
+        trial_id=str(trial_id),
+        steps=steps.index.to_numpy(),
+        grad_norm=norms,
+        clip_threshold=threshold,
+        percentile_90=float(np.percentile(finite, 90)) if len(finite) else math.nan,
+        clip_fraction=None if fractions is None else float(fractions.mean()),
+        histogram=histogram,
+        bin_edges=edges,
+        log_scale=log_scale,
+    )
+
+
+def sampling_plot_data(study):
+    """One `SamplingPanel` per scientific value with at least 2 completed trials."""
+    p = prepare(study)
+    panels = []
+    for i in range(len(p.cells)):
+        rows = np.flatnonzero((p.cell_index == i) & p.completed & np.isfinite(p.loss))
+        if len(rows) < 2:
+            continue
+        ks = checks.sampling_ks(len(rows))
+        mean, quantiles = checks._best_of_k(p.loss[rows], ks)
+        panels.append(
+            SamplingPanel(
+                label=p.cell_label(i),
+                completed=len(rows),
+                ks=ks,
+                mean=p.sign * mean,
+                quantiles=p.sign * quantiles,
+                late_gain=checks.late_gain(mean, ks),
+                objective=p.objective,
+            )
+        )
+    return panels
