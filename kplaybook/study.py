@@ -252,7 +252,10 @@ class Study:
         for name, observations in histories.items():
             values = np.full(len(epochs), np.nan)
             for obs in observations:
-                values[position[int(obs.step)]] = obs.mean()
+                # MetricObservation.mean() is np.mean of a list: ~6 us per call,
+                # most of reading a 10,000-trial study. One execution is one value.
+                v = obs.value
+                values[position[int(obs.step)]] = v[0] if len(v) == 1 else sum(v) / len(v)
             columns[name] = values
         self._curve_cache[trial.trial_id] = (epochs, columns)
         return epochs, columns
@@ -566,14 +569,15 @@ class Study:
             epochs, columns = self._curve_arrays(record["trial_id"])
             record["curves"] = {
                 "epoch": epochs.tolist(),
-                **{name: values.tolist() for name, values in columns.items()},
+                **{name: _finite_list(values) for name, values in columns.items()},
             }
-            steps = self.steps(record["trial_id"])
-            if len(steps):
-                record["steps"] = {
-                    "step": [int(s) for s in steps.index],
-                    **{name: steps[name].tolist() for name in steps.columns},
-                }
+            if os.path.exists(os.path.join(self._trial_dir(record["trial_id"]), STEPS_FILE)):
+                steps = self.steps(record["trial_id"])
+                if len(steps):
+                    record["steps"] = {
+                        "step": [int(s) for s in steps.index],
+                        **{name: _finite_list(steps[name].to_numpy()) for name in steps.columns},
+                    }
             trials.append(record)
         summary = {
             "name": self.name,
@@ -589,9 +593,17 @@ class Study:
             **(extra or {}),
             "trials": trials,
         }
+        curves = [(t.pop("curves"), t.pop("steps", None)) for t in trials]
+        summary = _json_safe(summary)
+        for record, (curve, steps) in zip(summary["trials"], curves):
+            # Already JSON-safe (NaN -> None): kept out of the recursive walk.
+            record["curves"] = curve
+            if steps is not None:
+                record["steps"] = steps
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(_json_safe(summary), f, indent=1, allow_nan=False)
+            # json.dumps uses the C encoder (json.dump to a file does not).
+            f.write(json.dumps(summary, allow_nan=False))
         os.replace(tmp, path)
 
     def _best_trial_with_steps(self):
@@ -629,6 +641,15 @@ class Study:
 
 def _trial_order(trial_id):
     return (0, int(trial_id), "") if str(trial_id).isdigit() else (1, 0, str(trial_id))
+
+
+def _finite_list(values):
+    """A float array as a JSON list: NaN and infinities as None."""
+    values = np.asarray(values, dtype=float)
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        out = [v if math.isfinite(v) else None for v in out]
+    return out
 
 
 def _json_safe(value):

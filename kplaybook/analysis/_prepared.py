@@ -68,6 +68,7 @@ class Prepared:
         # Every comparison is made on `sign * objective`: lower is better.
         self.sign = 1.0 if self.direction == "min" else -1.0
         self.frame = study.to_dataframe()
+        self.trial_ids = self.frame["trial_id"].to_numpy(dtype=object)
         self.scientific = study.scientific
         self.cells = study._extra.get("cells") or [{}]
         self.cell_index = self._cell_index()
@@ -76,6 +77,7 @@ class Prepared:
         self.loss = self.sign * self.frame["objective"].to_numpy(dtype=float)
         self.dimensions = self._dimensions()
         self._best = None
+        self.findings = None  # run_checks caches its result: a study is a snapshot
 
     # -- scientific cells ----------------------------------------------------
 
@@ -136,7 +138,8 @@ class Prepared:
     # -- curves --------------------------------------------------------------
 
     def trial_id(self, row):
-        return self.frame["trial_id"].iat[row]
+        """The trial id of table row `row`."""
+        return self.trial_ids[row]
 
     def curve(self, row, metric=None):
         """(epochs, values) of `metric` (the objective by default) for the trial in `row`.

@@ -121,6 +121,8 @@ class Finding:
 def run_checks(study):
     """All of the playbook's checks on `study`; warnings first. See `Study.check`."""
     p = prepare(study)
+    if p.findings is not None:
+        return list(p.findings)
     findings = []
     for check in (
         _boundary,
@@ -134,7 +136,8 @@ def run_checks(study):
         _fixed_optimizer_hparams,
     ):
         findings.extend(check(p))
-    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    p.findings = sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    return list(p.findings)
 
 
 # -- search space ----------------------------------------------------------------

@@ -168,8 +168,9 @@ def axis_plot_data(study, hp_name=None):
             x_all = np.full(len(raw), np.nan)
             x_all[active] = raw[active].astype(float)
         else:
-            categories = [v for v in (dim.values or []) if v in set(raw[active].tolist())]
-            extra = sorted({v for v in raw[active]} - set(categories), key=str)
+            present = set(raw[active].tolist())
+            categories = [v for v in (dim.values or []) if v in present]
+            extra = sorted(present - set(categories), key=str)
             categories += extra
             position = {v: i for i, v in enumerate(categories)}
             x_all = np.array([position[v] if ok else np.nan for v, ok in zip(raw, active)])
@@ -185,12 +186,12 @@ def axis_plot_data(study, hp_name=None):
                 bounds=(dim.low, dim.high) if dim.numeric else None,
                 x=x_all[rows],
                 y=objective[rows],
-                trial_ids=[p.trial_id(r) for r in rows],
+                trial_ids=p.trial_ids[rows].tolist(),
                 cell=p.cell_index[rows],
                 cell_labels=[p.cell_label(i) for i in range(len(p.cells))],
                 infeasible_x=x_all[bad],
                 infeasible_y=infeasible_y,
-                infeasible_trial_ids=[p.trial_id(r) for r in bad],
+                infeasible_trial_ids=p.trial_ids[bad].tolist(),
                 top=np.array([i for i, r in enumerate(rows) if int(r) in top_rows], dtype=int),
                 objective=p.objective,
             )

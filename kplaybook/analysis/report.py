@@ -95,7 +95,7 @@ def _figures(study):
     if sampling:
         figures["sampling"] = ("Have we sampled enough?", plots.render_sampling(sampling))
     best = study.best_per_scientific()
-    for trial_id in [t for t in best["trial_id"] if t is not None][:MAX_GRAD_NORM_PLOTS]:
+    for trial_id in [t for t in best["trial_id"] if pd.notna(t)][:MAX_GRAD_NORM_PLOTS]:
         try:
             data = plot_data.grad_norm_plot_data(study, trial_id)
         except ValueError:
