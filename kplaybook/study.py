@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 
@@ -23,6 +24,16 @@ STATUSES = ("completed", "infeasible", "failed", "running")
 NOTES_FILE = "kplaybook_notes.json"
 
 _BASE_COLUMNS = ["trial_id", "status", "infeasible_reason", "objective", "best_step"]
+_RESERVED = frozenset(_BASE_COLUMNS + ["epochs"])
+
+
+def hp_column(name):
+    """The `to_dataframe()` column of hyperparameter `name`: the name, or ``hp:name`` on a clash.
+
+    A hyperparameter named like one of the table's own columns (``epochs``,
+    ``objective``, ...) gets the prefix, so neither hides the other.
+    """
+    return f"hp:{name}" if name in _RESERVED else name
 
 
 class Study:
@@ -48,6 +59,9 @@ class Study:
         self.directory = os.fspath(directory)
         self._state = state
         self._extra = state[STATE_KEY]
+        # Fail here (as an incomplete oracle.json) rather than later in an analysis.
+        self._extra["objective"]["name"], self._extra["objective"]["direction"]
+        self._extra["config"].get("scientific", {})
         self._trials = dict(sorted(trials.items(), key=lambda item: _trial_order(item[0])))
         self.space = hp_module.HyperParameters.from_config(state["hyperparameters"])
         self._curve_cache = {}
@@ -65,8 +79,9 @@ class Study:
         """
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
+            what = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
             raise StudyError(
-                f"No study at {directory}: the directory does not exist; pass the "
+                f"No study at {directory}: the directory {what}; pass the "
                 "study's folder (directory/project_name)."
             )
         oracle_file = os.path.join(directory, "oracle.json")
@@ -92,13 +107,24 @@ class Study:
         for fname in glob.glob(os.path.join(directory, "trial_*", "trial.json")):
             try:
                 trial = trial_module.Trial.load(fname)
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise StudyError(
                     f"{fname} cannot be read ({e!r}); restore it or delete its "
                     "trial folder so the trial is run again."
                 ) from None
+            except tf.errors.OpError as e:  # KerasTuner reads through tf.io.gfile
+                raise StudyError(
+                    f"{fname} cannot be read ({e.message}); restore it or delete its "
+                    "trial folder so the trial is run again."
+                ) from None
             trials[trial.trial_id] = trial
-        return cls(directory, state, trials)
+        try:
+            return cls(directory, state, trials)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StudyError(
+                f"{oracle_file} is incomplete ({type(e).__name__}: {e}); restore it or "
+                "re-run the study."
+            ) from None
 
     # -- what the study is ---------------------------------------------------
 
@@ -183,7 +209,8 @@ class Study:
         trial's best objective value over its epochs; NaN unless completed),
         `best_step` (the epoch of that value), `epochs` (how many were
         recorded), then one column per hyperparameter, named exactly as the
-        hyperparameter (empty where it was inactive).
+        hyperparameter (empty where it was inactive); a hyperparameter named
+        like one of those columns (e.g. ``epochs``) is ``hp:epochs``.
         """
         if self._frame is None:
             self._frame = self._build_frame()
@@ -209,9 +236,9 @@ class Study:
                 "epochs": len(self._curve_arrays(trial_id)[0]),
             }
             for name in hp_names:
-                row[name] = trial.hyperparameters.values.get(name)
+                row[hp_column(name)] = trial.hyperparameters.values.get(name)
             rows.append(row)
-        columns = _BASE_COLUMNS + ["epochs"] + hp_names
+        columns = _BASE_COLUMNS + ["epochs"] + [hp_column(name) for name in hp_names]
         frame = pd.DataFrame(rows, columns=columns)
         frame["best_step"] = frame["best_step"].astype("Int64")
         frame["epochs"] = frame["epochs"].astype("Int64")
@@ -283,7 +310,7 @@ class Study:
         self._trial(trial_id)
         try:
             executions = read_steps(self._trial_dir(trial_id))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise StudyError(
                 f"{os.path.join(self._trial_dir(trial_id), STEPS_FILE)} cannot be read "
                 f"({e}); delete it to drop the per-step record."
@@ -298,8 +325,14 @@ class Study:
                 f"pass execution between 0 and {len(executions) - 1}."
             )
         data = executions[execution]
-        frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=float)
-        frame["step"] = frame["step"].astype(int)
+        try:
+            frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=float)
+            frame["step"] = frame["step"].astype(int)
+        except (ValueError, TypeError) as e:
+            raise StudyError(
+                f"{os.path.join(self._trial_dir(trial_id), STEPS_FILE)} holds malformed "
+                f"rows ({e}); delete it to drop the per-step record."
+            ) from None
         return frame.set_index("step")
 
     def best_per_scientific(self):
@@ -318,9 +351,9 @@ class Study:
         for cell in cells:
             mask = np.ones(len(frame), dtype=bool)
             for name, value in cell.items():
-                mask &= (frame[name] == value).to_numpy()
+                mask &= (frame[hp_column(name)] == value).to_numpy()
             group = frame[mask]
-            row = dict(cell)
+            row = {hp_column(name): value for name, value in cell.items()}
             row.update({"trial_id": None, "objective": np.nan, "best_step": None})
             for status in STATUSES:
                 row[status] = int((group["status"] == status).sum())
@@ -338,13 +371,13 @@ class Study:
                     best_step=best["best_step"],
                 )
                 for name in self.nuisance:
-                    row[name] = best[name]
+                    row[hp_column(name)] = best[hp_column(name)]
             rows.append(row)
         columns = (
-            names
+            [hp_column(n) for n in names]
             + ["trial_id", "objective", "best_step", "trials"]
             + list(STATUSES)
-            + self.nuisance
+            + [hp_column(n) for n in self.nuisance]
         )
         result = pd.DataFrame(rows, columns=columns)
         result["best_step"] = result["best_step"].astype("Int64")
@@ -636,7 +669,6 @@ class Study:
 
     def _trial_dir(self, trial_id):
         return os.path.join(self.directory, f"trial_{self._trial(trial_id).trial_id}")
-
 
 
 def _trial_order(trial_id):

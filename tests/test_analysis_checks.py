@@ -14,6 +14,7 @@ import pytest
 
 import kplaybook as kp
 from kplaybook.analysis import checks
+from kplaybook.analysis import plot_data
 from kplaybook.analysis._synthetic import SyntheticTrial
 from kplaybook.analysis._synthetic import write_study
 
@@ -366,3 +367,119 @@ def test_maximised_objectives_are_judged_the_right_way_round(tmp_path):
     study = kp.Study.load(tmp_path / "s")
     assert only(study, "boundary").evidence["edge"] == "high"
     assert "overfitting" not in codes(study) and "still_improving" not in codes(study)
+
+
+# -- edge cases found in review ---------------------------------------------------
+
+
+def test_infeasible_trials_tied_with_feasible_ones_are_not_an_edge(tmp_path):
+    # Two OOM trials at learning rates that other trials (of the other depth)
+    # completed: there is no value above which every trial failed.
+    study = bowl_study(
+        tmp_path,
+        infeasible=lambda lr, depth: "nan_loss" if depth == 2 and lr >= LR_GRID[-2] else None,
+    )
+    finding = only(study, "infeasible_fraction")
+    assert finding.evidence["edges"] == [] and finding.severity == "info"
+
+
+def test_out_of_memory_above_a_batch_size_is_not_instability(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Int("batch_size_units", 16, 1024, sampling="log")
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    trials = []
+    for i, units in enumerate([16, 32, 64, 128, 256, 512, 768, 1024] * 2):
+        values = {"batch_size_units": units, "learning_rate": float(LR_GRID[i % 12])}
+        if units > 512:
+            trials.append(SyntheticTrial(values, status="infeasible", reason="oom"))
+        else:
+            trials.append(SyntheticTrial(values, curves(decaying(1.0 / units))))
+    write_study(tmp_path / "s", hp, trials)
+    finding = only(kp.Study.load(tmp_path / "s"), "infeasible_fraction")
+    assert finding.evidence["edges"] == [] and "instability" not in finding.message
+
+
+def test_sampling_ks_always_hold_half_the_budget():
+    for n in (7, 50, 51, 100, 1000, 10_000):
+        ks = checks.sampling_ks(n)
+        assert n // 2 in ks and ks[-1] == n and ks[0] == 1
+    rng = np.random.default_rng(1)
+    losses = rng.normal(size=100)
+    ks = checks.sampling_ks(100)
+    mean, _ = checks._best_of_k(losses, ks)
+    exact, _ = checks._best_of_k(losses, np.arange(1, 101))
+    expected = (exact[49] - exact[99]) / (exact[0] - exact[99])
+    assert checks.late_gain(mean, ks) == pytest.approx(expected)
+
+
+def test_a_loss_objective_with_no_finite_validation_values(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    trials = [
+        SyntheticTrial(
+            {"learning_rate": float(lr)},
+            {"loss": [1.0, 0.5, 0.4 + 0.01 * i], "val_loss": [math.nan] * 3},
+        )
+        for i, lr in enumerate(LR_GRID[:8])
+    ]
+    write_study(tmp_path / "s", hp, trials, objective="loss")
+    study = kp.Study.load(tmp_path / "s")
+    assert "overfitting" not in codes(study) and "late_variance" not in codes(study)
+
+
+def test_overfitting_reports_the_epoch_when_validation_runs_every_other_epoch(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    trials = []
+    for i, lr in enumerate(LR_GRID[3:9]):
+        val = [math.nan] * EPOCHS
+        for epoch in range(1, EPOCHS, 2):  # validation_freq=2
+            val[epoch] = 0.4 + 0.01 * i + 0.02 * abs(epoch - 9)
+        trials.append(
+            SyntheticTrial({"learning_rate": float(lr)}, {"loss": decaying(0.3), "val_loss": val})
+        )
+    write_study(tmp_path / "s", hp, trials)
+    finding = only(kp.Study.load(tmp_path / "s"), "overfitting")
+    assert finding.evidence["trials"][0]["best_epoch"] == 9
+    assert "at epoch 9" in finding.message
+
+
+def test_ordered_numeric_choice_at_its_last_value_with_improvement_towards_it(tmp_path):
+    def units(hp):
+        hp.Choice("units", [16, 32, 64, 128])
+
+    trials = []
+    for depth in (1, 2):
+        for i, lr in enumerate(LR_GRID):
+            u = [16, 32, 64, 128][i % 4]
+            final = 0.05 * lr_quality(lr, 3e-3) + 3.0 / u  # units matter most
+            values = {"depth": depth, "learning_rate": float(lr), "units": u}
+            trials.append(SyntheticTrial(values, curves(decaying(final))))
+    write_study(tmp_path / "s", space([units]), trials, scientific={"depth": [1, 2]})
+    finding = only(kp.Study.load(tmp_path / "s"), "boundary")
+    assert finding.evidence["hyperparameter"] == "units" and finding.evidence["edge"] == "high"
+    assert "above 128" in finding.recommendation
+
+
+def test_a_hyperparameter_named_like_a_table_column(tmp_path):
+    def epochs(hp):
+        hp.Int("epochs", 5, 50)
+
+    trials = [
+        SyntheticTrial(
+            {"depth": d, "learning_rate": float(lr), "epochs": 5 + 3 * i},
+            curves(decaying(lr_quality(lr, 3e-3))),
+        )
+        for d in (1, 2)
+        for i, lr in enumerate(LR_GRID)
+    ]
+    write_study(tmp_path / "s", space([epochs]), trials, scientific={"depth": [1, 2]})
+    study = kp.Study.load(tmp_path / "s")
+    frame = study.to_dataframe()
+    assert (frame["epochs"] == EPOCHS).all()  # recorded epochs
+    assert frame["hp:epochs"].tolist()[:3] == [5, 8, 11]  # the hyperparameter
+    assert "hp:epochs" in study.best_per_scientific().columns
+    study.check()
+    names = [p.hyperparameter for p in plot_data.axis_plot_data(study)]
+    assert "epochs" in names
+    assert "report.html" in study.export(tmp_path / "out", formats=("html",))

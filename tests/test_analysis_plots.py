@@ -23,7 +23,11 @@ def study(tmp_path):
     trials = []
     for depth in (1, 2):
         for i, lr in enumerate(LRS):
-            values = {"depth": depth, "learning_rate": float(lr), "activation": ["relu", "gelu"][i % 2]}
+            values = {
+                "depth": depth,
+                "learning_rate": float(lr),
+                "activation": ["relu", "gelu"][i % 2],
+            }
             if lr > 0.05:
                 trials.append(SyntheticTrial(values, status="infeasible", reason="nan_loss"))
                 continue
@@ -51,7 +55,9 @@ def test_axis_plot_data(study):
     done = frame[frame["status"] == "completed"]
     np.testing.assert_allclose(sorted(lr.x), sorted(done["learning_rate"]))
     # Infeasible trials: all of them, drawn above the worst feasible value.
-    assert sorted(lr.infeasible_trial_ids) == sorted(frame.query("status == 'infeasible'")["trial_id"])
+    assert sorted(lr.infeasible_trial_ids) == sorted(
+        frame.query("status == 'infeasible'")["trial_id"]
+    )
     assert lr.infeasible_y > lr.y.max()
     # The top 3 are the 3 best objectives of the study.
     assert sorted(lr.y[lr.top]) == sorted(done["objective"].nsmallest(3))
@@ -137,3 +143,27 @@ def test_renderers_return_figures_that_save(study, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     axis = figures[1].axes[0]
     assert axis.get_xscale() == "log" and axis.get_xlabel() == "learning_rate (nuisance)"
+
+
+def test_infeasible_trials_are_drawn_at_the_top_for_a_maximised_objective(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    trials = [
+        SyntheticTrial({"learning_rate": float(lr)}, {"val_accuracy": [0.5, 0.6 + 0.3 * i / 8]})
+        for i, lr in enumerate(LRS[:6])
+    ] + [SyntheticTrial({"learning_rate": float(LRS[7])}, status="infeasible", reason="nan_loss")]
+    write_study(tmp_path / "s", hp, trials, objective="val_accuracy", direction="max")
+    (panel,) = plot_data.axis_plot_data(kp.Study.load(tmp_path / "s"))
+    assert panel.infeasible_y > panel.y.max()
+    assert sorted(panel.y[panel.top]) == sorted(panel.y)[-3:]  # top 3 = the 3 highest
+
+
+def test_markdown_summary_keeps_user_text_inside_its_table_cell(study, tmp_path):
+    notes = tmp_path / "s" / "kplaybook_notes.json"
+    notes.write_text('{"goal": "line one\\nline two | <script>x</script>", "command": null}')
+    fresh = kp.Study.load(tmp_path / "s")
+    fresh.export(tmp_path / "out", formats=("md",))
+    text = (tmp_path / "out" / "summary.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| s |"))
+    assert "line one line two \\| &lt;script&gt;" in row
+    assert "<script>" not in text

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import keras
+import keras_tuner as kt
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,17 +109,13 @@ def test_replicate_resumes_and_needs_model_code_when_loaded(studies):
         study.replicate(seeds=2)
     (x, y), (xv, yv) = kp.datasets.load("digits")
     before = study.replicates()
+    fit = dict(x=x, y=y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=128, verbose=0)
+    # Other training arguments would measure something else: refused, nothing lost.
+    with pytest.raises(kp.StudyError, match="pass the same fit arguments"):
+        study.replicate(seeds=[1, 2, 3], hypermodel=build, **{**fit, "epochs": 2})
+    pd.testing.assert_frame_equal(study.replicates(), before)
     # Seeds 1 and 2 are recorded: only seed 3 runs, for the best trial of each depth.
-    after = study.replicate(
-        seeds=[1, 2, 3],
-        hypermodel=build,
-        x=x,
-        y=y,
-        validation_data=(xv, yv),
-        epochs=2,
-        batch_size=128,
-        verbose=0,
-    )
+    after = study.replicate(seeds=[1, 2, 3], hypermodel=build, **fit)
     assert len(after) == len(before) + 2
     assert sorted(after[after["seed"] == 3]["depth"]) == [1, 2]
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
@@ -248,8 +245,17 @@ def test_cli_errors_are_one_sentence_without_traceback(studies, tmp_path, capsys
     bad_trial = tmp_path / "bad_trial"
     shutil.copytree(directory / "b", bad_trial)
     next(bad_trial.glob("trial_*/trial.json")).write_text("[]")
+    bad_replicates = tmp_path / "bad_replicates"
+    shutil.copytree(directory / "b", bad_replicates)
+    (bad_replicates / "replicates.json").write_text('{"runs": [{"trial_id": "0"}]}')
+    bad_steps = tmp_path / "bad_steps"
+    shutil.copytree(directory / "b", bad_steps)
+    for steps in bad_steps.glob("trial_*/steps.json"):
+        steps.write_text("[]")
     cases = [
         (("report", tmp_path / "missing"), "does not exist"),
+        (("report", bad_replicates), "replicates.json cannot be read"),
+        (("report", bad_steps), "steps.json cannot be read"),
         (("report", broken), "cannot be read"),
         (("report", bad_trial), "cannot be read"),
         (("compare", directory / "a", tmp_path), "is not a study"),
@@ -266,3 +272,26 @@ def test_cli_errors_are_one_sentence_without_traceback(studies, tmp_path, capsys
         assert len(lines) == 1 and lines[0].startswith("kplaybook: ") and expected in lines[0], err
     # Nothing recorded was touched.
     assert (broken / "oracle.json").read_text() == "{not json"
+
+
+class OwnLoop(kt.HyperModel):
+    """A HyperModel whose fit() ignores the callbacks and returns its own result."""
+
+    def build(self, hp):
+        return build(hp)
+
+    def fit(self, hp, model, x, y, validation_data, callbacks=None, **kwargs):
+        model.fit(x, y, epochs=1, batch_size=256, verbose=0)
+        return {"val_loss": float(model.evaluate(*validation_data, verbose=0))}
+
+
+@pytest.mark.slow
+def test_replicate_a_hypermodel_whose_fit_returns_its_result(tmp_path):
+    (x, y), (xv, yv) = kp.datasets.load("digits")
+    tuner = kp.QuasiRandomSearch(
+        OwnLoop(), "val_loss", max_trials=2, seed=0, directory=str(tmp_path), project_name="own"
+    )
+    tuner.search(x, y, validation_data=(xv, yv))
+    runs = tuner.study().replicate(seeds=2)
+    assert len(runs) == 2 and (runs["status"] == "completed").all()
+    assert np.isfinite(runs["objective"]).all() and runs["objective"].nunique() == 2

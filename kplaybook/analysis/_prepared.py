@@ -11,6 +11,8 @@ import math
 import numpy as np
 from keras_tuner.engine import hyperparameters as hp_module
 
+from kplaybook.study import hp_column
+
 _CACHE_ATTRIBUTE = "_kplaybook_prepared"
 
 
@@ -29,10 +31,20 @@ class Dimension:
         self.numeric = isinstance(hp, (hp_module.Float, hp_module.Int))
         self.log = self.numeric and hp.sampling in ("log", "reverse_log")
         self.reverse = self.numeric and hp.sampling == "reverse_log"
+        self.ordered_numeric = False
         if self.numeric:
             self.low, self.high = float(hp.min_value), float(hp.max_value)
         elif isinstance(hp, hp_module.Choice):
             self.values = list(hp.values)
+            self.ordered_numeric = (
+                bool(hp.ordered)
+                and len(self.values) >= 3
+                and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values
+                )
+            )
+            if self.ordered_numeric:
+                self.low, self.high = float(min(self.values)), float(max(self.values))
         elif isinstance(hp, hp_module.Boolean):
             self.values = [False, True]
         else:
@@ -90,7 +102,7 @@ class Prepared:
         for i, cell in enumerate(self.cells):
             mask = np.ones(len(self.frame), dtype=bool)
             for name, value in cell.items():
-                mask &= (self.frame[name] == value).to_numpy()
+                mask &= (self.frame[hp_column(name)] == value).to_numpy()
             index[mask] = i
         return index
 
@@ -133,7 +145,7 @@ class Prepared:
 
     def values(self, name):
         """The column of hyperparameter `name` as an object array (None where inactive)."""
-        return self.frame[name].to_numpy(dtype=object)
+        return self.frame[hp_column(name)].to_numpy(dtype=object)
 
     # -- curves --------------------------------------------------------------
 

@@ -40,7 +40,11 @@ MIN_TRIALS_FOR_SAMPLING = 6
 #: enough trials land in the good region; if the second half of the budget
 #: (k = n/2 to n) still brought more than this share of the expected gain
 #: from k = 1 to k = n, the curve has not flattened: more trials needed.
-SAMPLING_LATE_GAIN = 0.10
+#: For objective values spread evenly the second half brings about 2/n of
+#: the gain, so 0.15 asks for about 14 trials: where the boxes of
+#: have_we_sampled_enough.png stop shrinking. Fewer trials pass when many
+#: land near the best, more are needed when the best is a lone outlier.
+SAMPLING_LATE_GAIN = 0.15
 #: PLAYBOOK.md 23, "worsens by a meaningful margin": the final validation
 #: value is worse than its minimum by more than 5% of that minimum.
 OVERFITTING_MARGIN = 0.05
@@ -144,13 +148,21 @@ def run_checks(study):
 
 
 def _numeric_coordinates(p, dim):
-    """(active mask, [0, 1] coordinates, raw float values) of a numeric dimension."""
+    """(active mask, [0, 1] coordinates, raw float values) of a numeric dimension.
+
+    An ordered numeric Choice has its values' positions in the list as coordinates.
+    """
     raw = p.values(dim.name)
     active = np.array([_is_value(v) for v in raw], dtype=bool)
     x = np.full(len(raw), np.nan)
     x[active] = raw[active].astype(float)
     u = np.full(len(raw), np.nan)
-    u[active] = dim.coordinate(x[active])
+    if dim.numeric:
+        u[active] = dim.coordinate(x[active])
+    else:
+        ordered = sorted(float(v) for v in dim.values)
+        position = {v: i / (len(ordered) - 1) for i, v in enumerate(ordered)}
+        u[active] = [position.get(float(v), np.nan) for v in x[active]]
     return active, u, x
 
 
@@ -173,19 +185,29 @@ def _boundary(p):
     findings = []
     best = p.best_rows()
     for dim in p.dimensions:
-        if not dim.numeric or dim.role != "nuisance":
+        if not (dim.numeric or dim.ordered_numeric) or dim.role != "nuisance":
             continue
         active, u, x = _numeric_coordinates(p, dim)
         hits = {"low": [], "high": []}
         for cell, row in best.items():
-            if not active[row]:
+            if not active[row] or np.isnan(u[row]):
                 continue
             in_cell = (p.cell_index == cell) & active
             sampled = np.flatnonzero(in_cell & (p.completed | p.infeasible))
             completed = np.flatnonzero(in_cell & p.completed)
+            if dim.numeric:
+                low_outer = u[row] <= BOUNDARY_FRACTION
+                high_outer = u[row] >= 1 - BOUNDARY_FRACTION
+                low_extreme = u[row] <= np.nanmin(u[sampled])
+                high_extreme = u[row] >= np.nanmax(u[sampled])
+            else:
+                # A list of a few values: every end value is "outer"; flag
+                # it only when the objective also improves towards it.
+                low_outer = high_outer = False
+                low_extreme, high_extreme = u[row] == 0.0, u[row] == 1.0
             for edge, outer, extreme in (
-                ("low", u[row] <= BOUNDARY_FRACTION, u[row] <= np.min(u[sampled])),
-                ("high", u[row] >= 1 - BOUNDARY_FRACTION, u[row] >= np.max(u[sampled])),
+                ("low", low_outer, low_extreme),
+                ("high", high_outer, high_extreme),
             ):
                 if outer or (extreme and _improves_towards(p, completed, u, edge)):
                     hits[edge].append((cell, row))
@@ -269,12 +291,19 @@ def _infeasible_fraction(p):
     return [Finding("infeasible_fraction", severity, message, recommendation, evidence)]
 
 
+#: Reasons that mean training was unstable (an out-of-memory trial is not).
+INSTABILITY_REASONS = ("nan_loss", "diverged")
+
+
 def _infeasible_edges(p):
-    """Dimensions above some value of which every trial was infeasible."""
+    """Optimizer hyperparameters above some value of which every trial diverged (PLAYBOOK.md 19)."""
     edges = []
     best_rows = list(p.best_rows().values())
+    unstable = p.infeasible & p.frame["infeasible_reason"].isin(INSTABILITY_REASONS).to_numpy()
     for dim in p.dimensions:
-        if not dim.numeric:
+        if not dim.numeric or dim.role != "nuisance":
+            continue
+        if not roles.is_optimizer_hyperparameter(dim.name):
             continue
         active, u, x = _numeric_coordinates(p, dim)
         rows = np.flatnonzero(active & (p.completed | p.infeasible))
@@ -282,8 +311,14 @@ def _infeasible_edges(p):
             continue
         rows = rows[np.argsort(-x[rows], kind="stable")]
         run = 0
-        while run < len(rows) and p.infeasible[rows[run]]:
+        while run < len(rows) and unstable[rows[run]]:
             run += 1
+        # Every trial at or above the threshold must be unstable: a run that
+        # stops inside a group of equal values does not count that value.
+        while 0 < run < len(rows) and x[rows[run]] == x[rows[run - 1]]:
+            run -= 1
+            while run > 0 and x[rows[run - 1]] == x[rows[run]]:
+                run -= 1
         if run < INFEASIBLE_EDGE_MIN_TRIALS or run == len(rows):
             continue
         threshold = float(x[rows[run - 1]])
@@ -326,16 +361,23 @@ def _best_of_k(losses, ks):
 
 
 def sampling_ks(n):
-    """The budgets k at which best-of-k is evaluated: every k up to 50, then ~40 log-spaced."""
+    """The budgets k at which best-of-k is evaluated: every k up to 50, then ~40 log-spaced.
+
+    k = n // 2 and k = n are always included (`late_gain` compares them).
+    """
     if n <= 50:
         return np.arange(1, n + 1)
-    return np.unique(np.round(np.geomspace(1, n, 40)).astype(int))
+    ks = np.round(np.geomspace(1, n, 40)).astype(int)
+    return np.unique(np.concatenate([ks, [max(1, n // 2), n]]))
 
 
 def late_gain(mean, ks):
     """Share of the expected gain (k = 1 to n) that the second half of the budget brought."""
     n = ks[-1]
-    half = mean[np.searchsorted(ks, max(1, n // 2))]
+    index = int(np.searchsorted(ks, max(1, n // 2)))
+    if ks[index] != max(1, n // 2):
+        raise ValueError("ks must include n // 2; build them with sampling_ks(n).")
+    half = mean[index]
     total = mean[0] - mean[-1]
     return 0.0 if total <= 0 else float((half - mean[-1]) / total)
 
@@ -399,14 +441,20 @@ def _sampling_density(p):
 
 
 def _validation_curve(p, row):
-    """(metric, sign, values) of the validation curve judged for overfitting and noise."""
+    """(metric, sign, epochs, values) of the validation curve judged for overfitting and noise.
+
+    metric is None when the trial logged no finite validation value.
+    """
     if p.objective.startswith("val_"):
-        _, values = p.curve(row)
-        return p.objective, p.sign, values
-    if "val_loss" in p.metrics(row):
-        _, values = p.curve(row, "val_loss")
-        return "val_loss", 1.0, values
-    return None, 1.0, np.zeros(0)
+        metric, sign = p.objective, p.sign
+    elif "val_loss" in p.metrics(row):
+        metric, sign = "val_loss", 1.0
+    else:
+        return None, 1.0, np.zeros(0, dtype=int), np.zeros(0)
+    epochs, values = p.curve(row, metric)
+    if not len(values):
+        return None, 1.0, epochs, values
+    return metric, sign, epochs, values
 
 
 def _overfits(loss):
@@ -430,7 +478,7 @@ def _overfits(loss):
 def _overfitting(p):
     hits = []
     for cell, row in p.best_rows().items():
-        metric, sign, values = _validation_curve(p, row)
+        metric, sign, epochs, values = _validation_curve(p, row)
         result = _overfits(sign * values) if metric else None
         if result is None:
             continue
@@ -440,7 +488,7 @@ def _overfitting(p):
                 "scientific": p.cell_label(cell),
                 "trial": p.trial_id(row),
                 "metric": metric,
-                "best_epoch": low,
+                "best_epoch": int(epochs[low]),
                 "best": float(values[low]),
                 "final": float(values[-1]),
                 "rise": rise,
@@ -469,7 +517,7 @@ def _overfitting(p):
 def _late_variance(p):
     hits = []
     for cell, row in p.best_rows().items():
-        metric, _, values = _validation_curve(p, row)
+        metric, _, _, values = _validation_curve(p, row)
         if metric is None:
             continue
         tail_len = max(4, int(math.ceil(LATE_FRACTION * len(values))))
@@ -515,7 +563,7 @@ def _late_variance(p):
 def _improving_or_saturated(p):
     improving, saturated = [], []
     for cell, row in p.best_rows().items():
-        _, values = p.curve(row)
+        epochs, values = p.curve(row)
         loss = p.sign * values
         n = len(loss)
         if n < 4:
@@ -532,7 +580,7 @@ def _improving_or_saturated(p):
         half = int(round(SATURATED_FRACTION * n))
         late_gain_ = float(loss[:half].min() - loss[half:].min())
         if late_gain_ <= IMPROVEMENT_TOLERANCE * total and _overfits(loss) is None:
-            saturated.append({**entry, "epoch_reached": int(np.argmin(loss))})
+            saturated.append({**entry, "epoch_reached": int(epochs[np.argmin(loss)])})
     findings = []
     if improving:
         findings.append(

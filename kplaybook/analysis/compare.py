@@ -22,7 +22,9 @@ class Comparison:
     Attributes:
         table: pandas DataFrame, one row per scientific value the studies
             share (or one row "best" comparing each study's best when they
-            share none): ``a_mean, a_std, a_n, b_mean, b_std, b_n``,
+            share none): ``a_mean, a_std, a_n, a_infeasible, b_mean, b_std,
+            b_n, b_infeasible`` (``*_infeasible``: replicate runs that
+            diverged or failed, left out of the mean),
             ``difference`` (b - a, in objective units), ``noise`` (the
             standard error of that difference), ``beats_noise`` (True/False;
             None without at least 2 replicates on each side) and ``better``
@@ -43,6 +45,12 @@ class Comparison:
         lines = []
         for _, row in self.table.iterrows():
             label = row["scientific"]
+            bad = row["a_infeasible"] + row["b_infeasible"]
+            if bad:
+                lines.append(
+                    f"{label}: {bad} replicate run(s) were infeasible and are left out; "
+                    "a setting that diverges under some seeds is itself a finding."
+                )
             if row["beats_noise"] is None or pd.isna(row["beats_noise"]):
                 lines.append(
                     f"{label}: {b} - {a} = {row['difference']:+.4g}; noise unknown "
@@ -81,13 +89,14 @@ def _samples(study):
     samples = {}
     for cell, row in p.best_rows().items():
         trial_id = p.trial_id(row)
-        values = []
+        values, infeasible = [], 0
         if len(replicates):
             runs = replicates[(replicates["trial_id"] == str(trial_id))]
             values = [v for v in runs["objective"] if math.isfinite(v)]
+            infeasible = int((runs["status"] != "completed").sum())
         if not values:
             values = [float(p.sign * p.loss[row])]
-        samples[p.cell_label(cell)] = (dict(p.cells[cell]), np.array(values), p.sign)
+        samples[p.cell_label(cell)] = (np.array(values), p.sign, infeasible)
     return samples
 
 
@@ -139,12 +148,13 @@ def compare(study_a, study_b):
     else:
         pairs = [("best", _best(samples_a), _best(samples_b))]
     rows = []
-    for label, (_, va, sign), (_, vb, _) in pairs:
+    for label, (va, sign, bad_a), (vb, _, bad_b) in pairs:
         row = {"scientific": label}
-        for side, values in (("a", va), ("b", vb)):
+        for side, values, bad in (("a", va, bad_a), ("b", vb, bad_b)):
             row[f"{side}_mean"] = float(values.mean())
             row[f"{side}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{side}_n"] = len(values)
+            row[f"{side}_infeasible"] = bad
         row["difference"] = row["b_mean"] - row["a_mean"]
         if len(va) > 1 and len(vb) > 1:
             noise = math.sqrt(row["a_std"] ** 2 / len(va) + row["b_std"] ** 2 / len(vb))
@@ -162,4 +172,4 @@ def compare(study_a, study_b):
 
 
 def _best(samples):
-    return min(samples.values(), key=lambda s: s[2] * s[1].mean())
+    return min(samples.values(), key=lambda s: s[1] * s[0].mean())

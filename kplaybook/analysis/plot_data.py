@@ -19,7 +19,8 @@ class AxisPanel(typing.NamedTuple):
 
     `x` holds numeric values, or category positions when `categories` is set;
     `cell` indexes `cell_labels` (the scientific value of each point).
-    Infeasible trials are at `infeasible_y`, beyond the worst feasible value.
+    Infeasible trials are at `infeasible_y`, above every feasible value (the
+    top of the plot, whichever the objective's direction).
     `top` indexes the top 3 trials of the study among the points.
     """
 
@@ -153,9 +154,9 @@ def axis_plot_data(study, hp_name=None):
     feasible = np.flatnonzero(p.completed & np.isfinite(p.loss))
     objective = p.sign * p.loss
     if len(feasible):
-        worst = objective[feasible].max() if p.sign > 0 else objective[feasible].min()
-        best = objective[feasible].min() if p.sign > 0 else objective[feasible].max()
-        infeasible_y = float(worst + 0.08 * (worst - best or abs(worst) or 1.0))
+        # At the top, as in the playbook's figures, for either direction.
+        top, bottom = objective[feasible].max(), objective[feasible].min()
+        infeasible_y = float(top + 0.08 * ((top - bottom) or abs(top) or 1.0))
     else:
         infeasible_y = 1.0
     panels = []

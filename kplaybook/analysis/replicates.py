@@ -14,9 +14,11 @@ import math
 import os
 
 import keras
+import keras_tuner as kt
 import numpy as np
 import pandas as pd
 from keras_tuner.src.engine import hypermodel as hm_module
+from keras_tuner.src.engine import tuner_utils
 
 from kplaybook import infeasibility
 from kplaybook.analysis._prepared import prepare
@@ -43,7 +45,7 @@ def read_replicates(study):
         [{**{n: r["scientific"].get(n) for n in names}, **r} for r in runs],
         columns=names + _COLUMNS,
     )
-    frame["objective"] = frame["objective"].astype(float)
+    frame["objective"] = pd.to_numeric(frame["objective"], errors="coerce").astype(float)
     return frame
 
 
@@ -57,13 +59,34 @@ def replicate_curves(study, trial_id, seed):
     raise KeyError(f"No replicate of trial {trial_id!r} with seed {seed!r} was recorded.")
 
 
+_RUN_KEYS = {
+    "trial_id": str,
+    "seed": int,
+    "status": str,
+    "cell": int,
+    "scientific": dict,
+    "curves": dict,
+}
+
+
 def _load(path):
     if not os.path.exists(path):
         return []
     try:
         with open(path) as f:
             data = json.load(f)
-        return list(data["runs"])
+        runs = data["runs"]
+        if not isinstance(runs, list):
+            raise TypeError("'runs' is not a list")
+        for run in runs:
+            if not isinstance(run, dict):
+                raise TypeError(f"a run is {type(run).__name__}, not an object")
+            for key, kind in _RUN_KEYS.items():
+                if not isinstance(run.get(key), kind):
+                    raise TypeError(f"a run's {key!r} is missing or not {kind.__name__}")
+            if not isinstance(run.get("objective"), (int, float, type(None))):
+                raise TypeError("a run's 'objective' is not a number")
+        return runs
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise StudyError(
             f"{path} cannot be read ({e}); delete it to drop the recorded replicates."
@@ -93,6 +116,15 @@ def seed_list(seeds):
     return values
 
 
+#: The fit arguments that change what a replicate measures; runs with others are not pooled.
+_SIGNATURE_KEYS = ("epochs", "batch_size", "steps_per_epoch", "initial_epoch")
+
+
+def fit_signature(fit_kwargs):
+    """The fit arguments that must match for replicates to be pooled (a JSON-safe dict)."""
+    return {k: fit_kwargs[k] for k in _SIGNATURE_KEYS if fit_kwargs.get(k) is not None}
+
+
 def run_replicates(
     study,
     top_k=1,
@@ -119,6 +151,13 @@ def run_replicates(
     objective, sign = p.objective, p.sign
     path = os.path.join(study.directory, REPLICATES_FILE)
     runs = _load(path)
+    signature = fit_signature(fit_kwargs)
+    for run in runs:
+        if run.get("fit", signature) != signature:
+            raise StudyError(
+                f"{path} holds replicates trained with {run['fit']}, not {signature}; "
+                "pass the same fit arguments to add seeds, or delete the file to start over."
+            )
     done = {(str(r["trial_id"]), r["seed"]) for r in runs}
     for cell in range(len(p.cells)):
         rows = np.flatnonzero((p.cell_index == cell) & p.completed & np.isfinite(p.loss))
@@ -140,7 +179,7 @@ def run_replicates(
                     objective,
                     sign,
                 )
-                record.update(cell=cell, scientific=dict(p.cells[cell]))
+                record.update(cell=cell, scientific=dict(p.cells[cell]), fit=signature)
                 runs.append(record)
                 _save(path, runs)  # after every run: an interrupted call keeps its work
     return read_replicates(study)
@@ -173,15 +212,22 @@ def _train_once(
                 model = hypermodel.build(hp)
         else:
             model = hypermodel.build(hp)
-        hypermodel.fit(hp, model, *fit_args, callbacks=callbacks, **fit_kwargs)
+        results = hypermodel.fit(hp, model, *fit_args, callbacks=callbacks, **fit_kwargs)
     except Exception as e:  # noqa: BLE001 - sorted into infeasible / real below
         reason = infeasibility.reason_for_exception(e)
         if reason is None:
             raise
-    values = [logs.get(objective, math.nan) for _, logs in log.epochs]
+        results = None
+    if not log.epochs and results is not None:
+        # A HyperModel.fit() that does not call callbacks: one report, as the tuner does.
+        kt_objective = kt.Objective(objective, "min" if sign > 0 else "max")
+        metrics = tuner_utils.convert_to_metrics_dict(results, kt_objective)
+        log.epochs.append((tuner_utils.get_best_step(results, kt_objective) or 0, metrics))
+    values = [float(logs.get(objective, math.nan)) for _, logs in log.epochs]
     if reason is None and log.nonfinite:
         reason = infeasibility.NAN_LOSS
-    if reason is None and any(
+    # As in the search: a DivergenceMonitor's stop is "diverged", even with a NaN loss.
+    if reason in (None, infeasibility.NAN_LOSS) and any(
         isinstance(cb, DivergenceMonitor) and cb.diverged for cb in callbacks
     ):
         reason = infeasibility.DIVERGED

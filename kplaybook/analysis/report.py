@@ -167,13 +167,18 @@ def write(study, directory, formats=FORMATS):
 
 def _md_table(frame):
     frame = frame.astype(object).where(frame.notna(), "")
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(_md_cell(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = [
-        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
-        for row in frame.itertuples(index=False)
+        "| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
     ]
     return "\n".join([header, rule, *body])
+
+
+def _md_cell(value):
+    """A table cell: no raw HTML, no line break or pipe that would end the row."""
+    text = html.escape(_cell(value), quote=False)
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _cell(value):
@@ -185,7 +190,7 @@ def _cell(value):
 def _markdown(study, row, findings, best, replicates, images):
     lines = [f"# Study {study.name}", ""]
     if row["goal"]:
-        lines += [f"**Goal:** {row['goal']}", ""]
+        lines += [f"**Goal:** {html.escape(str(row['goal']), quote=False)}", ""]
     lines += [
         _md_table(pd.DataFrame([row])),
         "",

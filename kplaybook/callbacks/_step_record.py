@@ -141,4 +141,13 @@ def read_steps(trial_dir):
         return []
     with open(path) as f:
         data = json.load(f)
-    return data.get("executions", [])
+    executions = data.get("executions", []) if isinstance(data, dict) else None
+    if not isinstance(executions, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("columns"), list)
+        and isinstance(e.get("rows"), list)
+        and "step" in e["columns"]
+        for e in executions
+    ):
+        raise ValueError("not a kplaybook per-step record")
+    return executions
