@@ -13,6 +13,8 @@ The public surface::
     kp.datasets             load("digits") offline, or a TFDS name
     kp.callbacks            Warmup, GradientNormLogger, GradientClipping, DivergenceMonitor
     kp.schedules            WarmupDecay
+    kp.distribute           StrategyWrapper, sync_batch_norm, probe_batch_sizes
+    kp.layers               GhostBatchNormalization
     kp.lr_sweep             find lr* and the unstable learning rate
     kp.warmup_sweep         the shortest warmup that makes a high learning rate stable
 """
@@ -20,6 +22,8 @@ The public surface::
 from kplaybook import analysis
 from kplaybook import callbacks
 from kplaybook import datasets
+from kplaybook import distribute
+from kplaybook import layers
 from kplaybook import oracles
 from kplaybook import schedules
 from kplaybook import spaces
@@ -56,6 +60,8 @@ __all__ = [
     "callbacks",
     "compare",
     "datasets",
+    "distribute",
+    "layers",
     "lr_sweep",
     "oracles",
     "schedules",

@@ -59,6 +59,27 @@ def build_parser():
     )
     compare.add_argument("dir_a", metavar="DIR_A")
     compare.add_argument("dir_b", metavar="DIR_B")
+    probe = commands.add_parser(
+        "probe",
+        help="probe batch sizes up to the first out-of-memory error and recommend one",
+        description=(
+            "Builds a fresh model with BUILD_FN() (a compiled keras.Model) at each global "
+            "batch size (powers of two from 8) under the default strategy (all GPUs when "
+            "there are several), measures the median step time after warm-up, stops at "
+            "the first out-of-memory error and prints the table and the recommended size."
+        ),
+    )
+    probe.add_argument(
+        "target", metavar="MODULE:BUILD_FN", help="e.g. my_models:build or path/to/file.py:build"
+    )
+    probe.add_argument("--dataset", default="digits", help='"digits" (offline) or a TFDS name')
+    probe.add_argument("--max-examples", type=_positive_int, default=None)
+    probe.add_argument("--max-batch-size", type=_positive_int, default=4096)
+    probe.add_argument("--steps", type=_positive_int, default=20)
+    probe.add_argument("--warmup-steps", type=int, default=3)
+    probe.add_argument("--save", metavar="PATH", default=None, help="write the result as JSON")
+    probe.add_argument("--plot", metavar="PATH", default=None, help="write the plot as PNG")
+    probe.add_argument("--cache-dir", metavar="DIR", default=None)
     return parser
 
 
@@ -130,6 +151,66 @@ def run_compare(args):
     return 0
 
 
+def load_target(target):
+    """The function named by ``module:function`` or ``path/to/file.py:function``."""
+    import importlib
+    import importlib.util
+
+    module_name, _, function_name = target.rpartition(":")
+    if not module_name or not function_name:
+        raise ValueError(
+            f"{target!r} is not MODULE:BUILD_FN; pass e.g. my_models:build or "
+            "path/to/models.py:build."
+        )
+    if module_name.endswith(".py"):
+        if not os.path.exists(module_name):
+            raise ValueError(f"{module_name} does not exist; pass the path of a Python file.")
+        spec = importlib.util.spec_from_file_location("kplaybook_probe_target", module_name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ValueError(f"cannot import {module_name!r} ({e}); run from its folder.") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"{module_name} has no function {function_name!r}.")
+    return function
+
+
+def run_probe(args):
+    """`kplaybook probe MODULE:BUILD_FN`."""
+    from kplaybook import datasets
+    from kplaybook.distribute import StrategyWrapper
+    from kplaybook.distribute import probe_batch_sizes
+
+    build = load_target(args.target)
+    load_kwargs = {} if args.dataset == datasets.OFFLINE_DATASET else {
+        "max_examples": args.max_examples
+    }
+    (x, y), _ = datasets.load(args.dataset, **load_kwargs)
+    strategy = StrategyWrapper()
+    print(f"kplaybook probe: {args.target} on {args.dataset} ({strategy!r})")
+    result = probe_batch_sizes(
+        build,
+        (x, y),
+        strategy=strategy,
+        steps=args.steps,
+        warmup_steps=args.warmup_steps,
+        max_batch_size=args.max_batch_size,
+        cache_dir=args.cache_dir,
+    )
+    print(result.summary())
+    if args.save:
+        print(f"Result written to {result.save(args.save)}")
+    if args.plot:
+        result.plot().savefig(args.plot)
+        print(f"Plot written to {args.plot}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the `kplaybook` console script."""
     args = build_parser().parse_args(argv)
@@ -143,7 +224,9 @@ def main(argv=None):
             return run_report(args)
         if args.command == "compare":
             return run_compare(args)
-    except StudyError as e:
+        if args.command == "probe":
+            return run_probe(args)
+    except (StudyError, ValueError) as e:
         print(f"kplaybook: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -208,8 +208,13 @@ def _train_once(
     reason = None
     try:
         if strategy is not None:
-            with strategy.scope():
+            from kplaybook.distribute.strategy import StrategyWrapper
+
+            wrapper = StrategyWrapper(strategy)
+            with wrapper.scope():
                 model = hypermodel.build(hp)
+            # As in the search: batch norm synchronised across replicas.
+            model = wrapper.prepare(model)
         else:
             model = hypermodel.build(hp)
         results = hypermodel.fit(hp, model, *fit_args, callbacks=callbacks, **fit_kwargs)

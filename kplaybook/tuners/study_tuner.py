@@ -16,6 +16,7 @@ from kplaybook.callbacks import DivergenceMonitor
 from kplaybook.callbacks._step_record import STEP_KEYS
 from kplaybook.callbacks._step_record import StepRecord
 from kplaybook.callbacks._step_record import write_steps
+from kplaybook.distribute.strategy import StrategyWrapper
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -96,15 +97,40 @@ class StudyTuner(kt.Tuner):
     Args:
         goal: optional str, the experiment's goal or notes, shown in the
             study's report and spreadsheet row (PLAYBOOK.md 38).
+        distribution_strategy: optional `kp.distribute.StrategyWrapper` or
+            `tf.distribute.Strategy`. Models are built in its scope and, with
+            more than one replica, their batch norm layers are synchronized
+            (`StrategyWrapper.prepare`). `self.distribution_strategy` is the
+            `tf.distribute.Strategy`, `self.strategy_wrapper` the wrapper.
         *args, **kwargs: as for `keras_tuner.Tuner`.
     """
 
-    def __init__(self, *args, goal=None, **kwargs):
+    def __init__(self, *args, goal=None, distribution_strategy=None, **kwargs):
         if goal is not None and not isinstance(goal, str):
             raise TypeError(f"goal must be a str (the study's goal or notes), got {goal!r}.")
         self.goal = goal
         self._search_arguments = ((), {})
-        super().__init__(*args, **kwargs)
+        # KerasTuner reads `.extended` and `.scope()` of a real tf.distribute
+        # strategy, and analysis/replicates.py re-uses `distribution_strategy`,
+        # so both get the tf strategy; the wrapper is kept for `_try_build`.
+        self.strategy_wrapper = None
+        if distribution_strategy is not None:
+            self.strategy_wrapper = StrategyWrapper(distribution_strategy)
+            distribution_strategy = self.strategy_wrapper.strategy
+        super().__init__(*args, distribution_strategy=distribution_strategy, **kwargs)
+
+    def _try_build(self, hp):
+        """Builds the model as KerasTuner does (in the strategy's scope), then synchronizes its batch norm.
+
+        With several replicas, each replica's batch norm would otherwise keep
+        its own statistics (PLAYBOOK.md 39). Used for training and for
+        `load_model`/`get_best_models`, so checkpoints load into the same
+        converted model.
+        """
+        model = super()._try_build(hp)
+        if self.strategy_wrapper is not None and self.strategy_wrapper.num_replicas > 1:
+            model = self.strategy_wrapper.prepare(model)  # converts inside the scope
+        return model
 
     def search(self, *fit_args, **fit_kwargs):
         """Runs the search (as `keras_tuner.Tuner.search`) and remembers its arguments.

@@ -1,0 +1,23 @@
+"""Distribution (PLAYBOOK.md A, M): the strategy wrapper, synchronised batch norm, batch-size probing.
+
+    StrategyWrapper       a tf.distribute strategy (auto: all GPUs), global batch sizes, BN sync
+    sync_batch_norm       BatchNormalization -> synchronized=True, weights kept
+    probe_batch_sizes     double the batch until out of memory, measure examples/s, recommend one
+    ProbeResult, recommend
+"""
+
+from kplaybook.distribute.batch_norm import SyncBatchNormError
+from kplaybook.distribute.batch_norm import sync_batch_norm
+from kplaybook.distribute.probe import ProbeResult
+from kplaybook.distribute.probe import probe_batch_sizes
+from kplaybook.distribute.probe import recommend
+from kplaybook.distribute.strategy import StrategyWrapper
+
+__all__ = [
+    "ProbeResult",
+    "StrategyWrapper",
+    "SyncBatchNormError",
+    "probe_batch_sizes",
+    "recommend",
+    "sync_batch_norm",
+]
