@@ -247,3 +247,39 @@ def test_cli_probe_prints_the_table_and_the_recommendation(tmp_path):
     bad = cli("tests/probe_models.py:no_such_function")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert any("has no function 'no_such_function'" in line for line in bad.stderr.splitlines())
+
+
+@pytest.mark.slow
+def test_example_script_prints_the_table_and_saves_the_plot(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "batch_size_probe.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--max-batch-size",
+            "32",
+            "--steps",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--plot",
+            "p.png",
+            "--save",
+            "p.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "recommended batch size:" in result.stdout and "probe larger sizes" in result.stdout
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = kp.distribute.ProbeResult.load(tmp_path / "p.json")
+    assert loaded.to_dataframe()["batch_size"].tolist() == [8, 16, 32]

@@ -159,6 +159,11 @@ class ProbeResult:
         lines = [table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
         lines.append(f"max feasible batch size: {self.max_feasible}")
         lines.append(f"recommended batch size: {self.recommended}")
+        if len(table) and table["feasible"].all() and self.recommended == self.max_feasible:
+            lines.append(
+                "  (no size ran out of memory and throughput still grew at the largest: "
+                "probe larger sizes, e.g. a higher max_batch_size)"
+            )
         if self.bottleneck is not None:
             lines.append(f"bottleneck: {self.bottleneck.message}")
             lines.append(f"  -> {self.bottleneck.recommendation}")
