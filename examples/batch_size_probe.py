@@ -13,8 +13,10 @@ The same probe from the shell: `kplaybook probe examples/batch_size_probe.py:bui
 """
 
 import argparse
+import functools
 
 import keras
+import tensorflow as tf
 
 import kplaybook as kp
 
@@ -54,12 +56,13 @@ def main(argv=None):
     load_kwargs = {} if args.dataset == "digits" else {"max_examples": args.max_examples}
     (x, y), _ = kp.datasets.load(args.dataset, **load_kwargs)
     input_dim, num_classes = x.shape[1], int(y.max()) + 1
-    strategy = kp.distribute.StrategyWrapper()
-    print(f"{strategy!r}; probing global batch sizes 8..{args.max_batch_size}")
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    print(f"{gpus} GPU(s); probing global batch sizes 8..{args.max_batch_size}")
+    # strategy=None: StrategyWrapper() (all GPUs when several); on a GPU each size
+    # runs in a subprocess, so build_model is passed as a picklable partial.
     result = kp.distribute.probe_batch_sizes(
-        lambda: build_model(input_dim, num_classes),
+        functools.partial(build_model, input_dim, num_classes),
         (x, y),
-        strategy=strategy,
         steps=args.steps,
         warmup_steps=args.warmup_steps,
         max_batch_size=args.max_batch_size,

@@ -154,7 +154,6 @@ def run_compare(args):
 def load_target(target):
     """The function named by ``module:function`` or ``path/to/file.py:function``."""
     import importlib
-    import importlib.util
 
     module_name, _, function_name = target.rpartition(":")
     if not module_name or not function_name:
@@ -165,15 +164,20 @@ def load_target(target):
     if module_name.endswith(".py"):
         if not os.path.exists(module_name):
             raise ValueError(f"{module_name} does not exist; pass the path of a Python file.")
-        spec = importlib.util.spec_from_file_location("kplaybook_probe_target", module_name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # Imported by name from its folder, so a probe subprocess can import it too.
+        folder, file_name = os.path.split(os.path.abspath(module_name))
+        sys.path.insert(0, folder)
+        module_name = file_name[: -len(".py")]
     else:
         sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise ValueError(f"cannot import {module_name!r} ({e}); run from its folder.") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name.split(".")[0]:
+            raise ValueError(f"importing {module_name!r} failed: {e}.") from None
+        raise ValueError(f"cannot import {module_name!r} ({e}); run from its folder.") from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
+        raise ValueError(f"importing {module_name!r} failed ({type(e).__name__}: {e}).") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"{module_name} has no function {function_name!r}.")
@@ -183,20 +187,21 @@ def load_target(target):
 def run_probe(args):
     """`kplaybook probe MODULE:BUILD_FN`."""
     from kplaybook import datasets
-    from kplaybook.distribute import StrategyWrapper
     from kplaybook.distribute import probe_batch_sizes
 
     build = load_target(args.target)
-    load_kwargs = {} if args.dataset == datasets.OFFLINE_DATASET else {
-        "max_examples": args.max_examples
-    }
+    load_kwargs = (
+        {} if args.dataset == datasets.OFFLINE_DATASET else {"max_examples": args.max_examples}
+    )
     (x, y), _ = datasets.load(args.dataset, **load_kwargs)
-    strategy = StrategyWrapper()
-    print(f"kplaybook probe: {args.target} on {args.dataset} ({strategy!r})")
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    print(f"kplaybook probe: {args.target} on {args.dataset} ({gpus} GPU(s))")
+    # strategy=None: all GPUs when several; on a GPU each size runs in a subprocess.
     result = probe_batch_sizes(
         build,
         (x, y),
-        strategy=strategy,
         steps=args.steps,
         warmup_steps=args.warmup_steps,
         max_batch_size=args.max_batch_size,
@@ -236,6 +241,16 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback; KPLAYBOOK_DEBUG=1 shows it
+        if os.environ.get("KPLAYBOOK_DEBUG") or args.command == "demo":
+            raise
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        print(
+            f"kplaybook: {args.command} failed ({type(e).__name__}: {first_line}); "
+            "set KPLAYBOOK_DEBUG=1 for the full traceback.",
+            file=sys.stderr,
+        )
+        return 1
     return 1
 
 

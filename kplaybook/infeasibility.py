@@ -27,6 +27,11 @@ _OOM_MESSAGES = (
     "out of memory",
     "resource_exhausted",
     "cuda_error_out_of_memory",
+    "cudnn_status_alloc_failed",
+    "cublas_status_alloc_failed",
+    # TF's GPU allocator failing a host-to-device copy, and XLA/PJRT's allocator.
+    "dst tensor is not initialized",
+    "failed to allocate request for",
 )
 
 

@@ -51,3 +51,7 @@ def build_digits():
     )
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
+
+
+def build_broken():
+    raise RuntimeError("broken on purpose")

@@ -271,3 +271,26 @@ def test_channels_first_axis_is_rejected_with_advice():
     layer = GhostBatchNormalization(axis=1)
     with pytest.raises(ValueError, match="axis=-1"):
         layer(np.zeros((4, 3, 5, 5), "float32"), training=True)
+
+
+def test_replicas_keep_the_same_moving_statistics_under_mirrored_strategy(mirrored):
+    # Replica 0 sees rows with mean ~0, replica 1 rows with mean ~10: with
+    # momentum 0 both must end with the average of the two halves' statistics.
+    rng = np.random.default_rng(0)
+    low = rng.normal(0.0, 1.0, (8, 3)).astype("float32")
+    high = rng.normal(10.0, 2.0, (8, 3)).astype("float32")
+    x = np.concatenate([low, high])
+    with mirrored.scope():
+        model = keras.Sequential(
+            [
+                keras.Input((3,)),
+                GhostBatchNormalization(virtual_batch_size=4, momentum=0.0),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(keras.optimizers.SGD(0.0), "mse")
+    model.fit(x, np.zeros((16, 1), "float32"), batch_size=16, shuffle=False, verbose=0)
+    layer = model.layers[0]
+    means = [v.numpy() for v in mirrored.experimental_local_results(layer.moving_mean.value)]
+    np.testing.assert_allclose(means[0], means[1], rtol=1e-6)
+    np.testing.assert_allclose(means[0], x.mean(0), rtol=1e-5)  # equal-size virtual batches

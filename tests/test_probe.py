@@ -59,6 +59,8 @@ def test_saturation_is_not_a_bottleneck_and_edge_cases():
     # Scaling that tapers off towards saturation (1.8, 1.5, 1.17) is not a bottleneck.
     assert recommend(table([100, 180, 270, 316])) == (64, None)
     assert recommend(table([100])) == (8, None)
+    # A rebound after a dip that stays below the earlier peak is no gain.
+    assert recommend(table([100, 190, 150, 170]))[0] == 16
     assert recommend(table([], infeasible=[8])) == (None, None)
 
 
@@ -283,3 +285,91 @@ def test_example_script_prints_the_table_and_saves_the_plot(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loaded = kp.distribute.ProbeResult.load(tmp_path / "p.json")
     assert loaded.to_dataframe()["batch_size"].tolist() == [8, 16, 32]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "OOM when allocating tensor with shape[64,1024]",
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2.00GiB",
+        "Dst tensor is not initialized.",
+        "CUDNN_STATUS_ALLOC_FAILED",
+        "CUBLAS_STATUS_ALLOC_FAILED",
+        "Failed to allocate request for 2.00GiB (2147483648B) on device ordinal 0",
+    ],
+)
+def test_known_out_of_memory_messages_are_recognised(message):
+    from kplaybook import infeasibility
+
+    assert infeasibility.is_oom_error(RuntimeError(message))
+    assert not infeasibility.is_oom_error(RuntimeError("shapes (3,) and (4,) are incompatible"))
+
+
+def test_the_users_mixed_precision_policy_is_kept():
+    seen = []
+
+    def build():
+        seen.append(keras.config.dtype_policy().name)
+        return build_small()
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        kp.distribute.probe_batch_sizes(build, data(), batch_sizes=[8, 16], steps=2, warmup_steps=1)
+        assert seen == ["mixed_bfloat16", "mixed_bfloat16"]
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_steps_per_execution_is_timed_per_step():
+    def build(k):
+        def make():
+            model = build_slow_start()
+            model.compile("sgd", "mse", steps_per_execution=k)
+            return model
+
+        return make
+
+    x, y = data()
+    # 4 steps per execution: the 3 warm-up steps share the first execution
+    # with a measured one, so it is discarded; 8 measured steps remain.
+    result = kp.distribute.probe_batch_sizes(
+        build(4), (x, y), batch_sizes=[8], steps=9, warmup_steps=3
+    )
+    assert result.to_dataframe()["step_time_s"].iloc[0] < 0.1
+
+
+def test_the_cache_key_is_stable_across_builds_in_one_process(tmp_path):
+    build_small()  # an earlier model shifts the automatic layer names
+    x, y = data()
+    args = dict(batch_sizes=[8], steps=2, warmup_steps=1, cache_dir=tmp_path)
+    first = kp.distribute.probe_batch_sizes(build_small, (x, y), **args)
+    build_small()
+    again = kp.distribute.probe_batch_sizes(build_small, (x, y), **args)
+    assert not first.from_cache and again.from_cache
+
+
+def test_more_bad_arguments():
+    x, y = data()
+    probe = kp.distribute.probe_batch_sizes
+    with pytest.raises(ValueError, match="looks batched"):
+        probe(build_small, tf.data.Dataset.from_tensor_slices((x, y)).batch(4), batch_sizes=[8])
+    with pytest.raises(ValueError, match="max_batch_size must be at least 8"):
+        probe(build_small, (x, y), max_batch_size=4)
+    with pytest.raises(ValueError, match="batch_sizes must be distinct positive ints"):
+        probe(build_small, (x, y), batch_sizes=[8.7])
+    with pytest.raises(ValueError, match="define build_model at module level"):
+        probe(lambda: build_small(), (x, y), batch_sizes=[8], isolate=True)
+
+
+def test_cli_probe_errors_are_one_line(capsys):
+    from kplaybook.cli import main
+
+    assert main(["probe", "tests/probe_models.py:build_broken", "--max-batch-size", "8"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "kplaybook: probe failed (RuntimeError: broken on purpose); "
+        "set KPLAYBOOK_DEBUG=1 for the full traceback."
+    ]
+    assert main(["probe", "no_such_module:build"]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err

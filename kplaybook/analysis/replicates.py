@@ -201,7 +201,9 @@ def _train_once(
     from kplaybook.tuners.study_tuner import EpochLog
 
     hp = study._trial(trial_id).hyperparameters.copy()
+    policy = keras.config.dtype_policy()  # clear_session() resets it to float32
     keras.backend.clear_session()
+    keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(seed)
     log = EpochLog()
     callbacks = [*copy.deepcopy(user_callbacks), log]

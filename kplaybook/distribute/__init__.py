@@ -1,9 +1,9 @@
 """Distribution (PLAYBOOK.md A, M): the strategy wrapper, synchronised batch norm, batch-size probing.
 
-    StrategyWrapper       a tf.distribute strategy (auto: all GPUs), global batch sizes, BN sync
-    sync_batch_norm       BatchNormalization -> synchronized=True, weights kept
-    probe_batch_sizes     double the batch until out of memory, measure examples/s, recommend one
-    ProbeResult, recommend
+StrategyWrapper       a tf.distribute strategy (auto: all GPUs), global batch sizes, BN sync
+sync_batch_norm       BatchNormalization -> synchronized=True, weights kept
+probe_batch_sizes     double the batch until out of memory, measure examples/s, recommend one
+ProbeResult, recommend
 """
 
 from kplaybook.distribute.batch_norm import SyncBatchNormError

@@ -14,6 +14,7 @@ import json
 import math
 import multiprocessing
 import os
+import pickle
 import time
 import warnings
 
@@ -60,7 +61,7 @@ def recommend(table):
     Returns:
         (recommended batch size or None, bottleneck `kp.Finding` or None).
         `recommended` is the largest feasible size whose throughput is at
-        least `MEANINGFUL_GAIN` times that of the feasible size below it (the
+        least `MEANINGFUL_GAIN` times that of every smaller size (the
         smallest feasible size when no doubling pays off). `bottleneck` is
         reported when a doubling gave less than `BOTTLENECK_GAIN` although a
         later doubling still gave at least that: the accelerator was not
@@ -81,8 +82,10 @@ def recommend(table):
         return None, None
     gains = [None] + [b / a if a > 0 else math.inf for a, b in zip(speeds, speeds[1:])]
     recommended = sizes[0]
-    for size, gain in zip(sizes, gains):
-        if gain is not None and gain >= MEANINGFUL_GAIN:
+    for i, (size, gain) in enumerate(zip(sizes, gains)):
+        # Against the best of all smaller sizes, not only half this size: after a
+        # dip, a rebound that stays below an earlier peak is no gain.
+        if gain is not None and speeds[i] >= MEANINGFUL_GAIN * max(speeds[:i]):
             recommended = size
     # Poor before saturation: a later doubling still scaled well, so the
     # accelerator had room; the taper just before saturation is not poor.
@@ -262,14 +265,21 @@ def _batches(examples, batch_size, steps):
 
 
 class _StepTimer(keras.callbacks.Callback):
-    """Wall time of each training step (the logs are read, so each step is waited for)."""
+    """Wall time per training step, from the time of each execution of the train function.
+
+    With `steps_per_execution=k` Keras calls the batch hooks once per k
+    steps (`batch` is the last step's index): each execution's time is
+    divided by the steps it ran.
+    """
 
     def __init__(self):
         super().__init__()
-        self.times = []
+        self.executions = []  # (first step, last step, seconds)
         self._start = None
+        self._first = None
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._first = int(batch)
         if self._start is None:
             self._start = time.perf_counter()
 
@@ -277,8 +287,25 @@ class _StepTimer(keras.callbacks.Callback):
         # Reading a value waits for the step to finish on the device.
         float((logs or {}).get("loss", 0.0))
         now = time.perf_counter()
-        self.times.append(now - self._start)
+        self.executions.append((self._first, int(batch), now - self._start))
         self._start = now
+
+    def step_times(self, warmup_steps):
+        """Seconds per step of the executions that ran no warm-up step."""
+        return np.array(
+            [
+                seconds / (last - first + 1)
+                for first, last, seconds in self.executions
+                if first >= warmup_steps
+            ]
+        )
+
+
+def _fresh_session():
+    """`clear_session()` that keeps the user's dtype policy (it resets it to float32)."""
+    policy = keras.config.dtype_policy()
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy(policy)
 
 
 def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
@@ -300,11 +327,12 @@ def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
             verbose=0,
             callbacks=[timer],
         )
-        measured = np.array(timer.times[warmup_steps:])
+        measured = timer.step_times(warmup_steps)
         if not len(measured):
             raise RuntimeError(
-                f"The dataset gave fewer than {warmup_steps + 1} batches of {batch_size}; "
-                "pass more examples or fewer warmup_steps."
+                f"No execution of the train function ran only measured steps "
+                f"(steps_per_execution={getattr(model, 'steps_per_execution', 1)}, "
+                f"warmup_steps={warmup_steps}, steps={steps}); pass more steps."
             )
         median = float(np.median(measured))
         q75, q25 = np.percentile(measured, [75, 25])
@@ -330,7 +358,7 @@ def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
         row["step_time_iqr_s"] = math.nan
     finally:
         del model
-        keras.backend.clear_session()
+        _fresh_session()
         gc.collect()
     return row
 
@@ -355,45 +383,67 @@ def _check_model(model):
 # -- isolation (one subprocess per size) -------------------------------------------
 
 
-def _child(queue, build_model, dataset, batch_size, steps, warmup_steps):
+def _child(connection, build_model, dataset, batch_size, steps, warmup_steps):
     try:
         from kplaybook.distribute.strategy import StrategyWrapper
 
         row = _probe_one(
             build_model, _as_dataset(dataset), StrategyWrapper(), batch_size, steps, warmup_steps
         )
-        queue.put(("ok", row))
+        connection.send(("ok", row))
     except BaseException as e:  # noqa: BLE001 - reported to the parent as text
-        queue.put(("error", f"{type(e).__name__}: {e}"))
+        connection.send(("error", f"{type(e).__name__}: {str(e)[:2000]}"))
+    finally:
+        connection.close()
 
 
 def _probe_isolated(build_model, dataset, batch_size, steps, warmup_steps):
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
+    receive, send = context.Pipe(duplex=False)
     process = context.Process(
-        target=_child, args=(queue, build_model, dataset, batch_size, steps, warmup_steps)
+        target=_child, args=(send, build_model, dataset, batch_size, steps, warmup_steps)
     )
-    process.start()
+    try:
+        process.start()
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise ValueError(
+            f"isolate=True sends build_model and dataset to a subprocess, which failed ({e}); "
+            "define build_model at module level in an importable file (not a lambda or a "
+            "notebook cell), or pass isolate=False."
+        ) from None
+    send.close()
+    message = None
+    try:
+        message = receive.recv()  # before join(): a large message would block the child
+    except EOFError:
+        pass
     process.join()
-    if not queue.empty():
-        status, payload = queue.get()
+    if message is not None:
+        status, payload = message
         if status == "ok":
             return payload
         raise RuntimeError(f"The probe at batch size {batch_size} failed: {payload}")
-    row = dict.fromkeys(_COLUMNS)
-    row.update(
-        batch_size=int(batch_size),
-        feasible=False,
-        oom_message=(
-            f"the probe process died (exit code {process.exitcode}): likely out of host "
-            "memory (killed by the kernel)"
-        ),
-        step_time_s=math.nan,
-        step_time_iqr_s=math.nan,
-        examples_per_s=math.nan,
-        scaling_efficiency=math.nan,
+    if process.exitcode is not None and process.exitcode < 0:
+        # Killed by a signal (SIGKILL from the kernel's OOM killer): out of host memory.
+        row = dict.fromkeys(_COLUMNS)
+        row.update(
+            batch_size=int(batch_size),
+            feasible=False,
+            oom_message=(
+                f"the probe process was killed by signal {-process.exitcode}: out of host "
+                "memory (the kernel's OOM killer)"
+            ),
+            step_time_s=math.nan,
+            step_time_iqr_s=math.nan,
+            examples_per_s=math.nan,
+            scaling_efficiency=math.nan,
+        )
+        return row
+    raise RuntimeError(
+        f"The probe subprocess at batch size {batch_size} exited with code {process.exitcode} "
+        "without a result (see its output above); functions defined in a notebook cannot be "
+        "imported by a subprocess: pass isolate=False or define build_model in a module."
     )
-    return row
 
 
 # -- cache -------------------------------------------------------------------------
@@ -402,12 +452,13 @@ def _probe_isolated(build_model, dataset, batch_size, steps, warmup_steps):
 def probe_key(model, wrapper, examples, steps, warmup_steps, sizes):
     """A hash of what the probe measures: model and optimizer config, devices, data, settings."""
     spec = {
+        # The model's JSON holds its compile config (loss, metrics) too; no repr
+        # with memory addresses, which would differ from run to run.
         "model": model.to_json() if hasattr(model, "to_json") else type(model).__name__,
         "optimizer": keras.optimizers.serialize(model.optimizer),
-        "loss": str(getattr(model, "loss", None)),
         "strategy": type(wrapper.strategy).__name__,
         "replicas": wrapper.num_replicas,
-        "devices": sorted(d.device_type for d in tf.config.list_logical_devices()),
+        "devices": _device_names(),
         "element_spec": str(examples.element_spec),
         "steps": steps,
         "warmup_steps": warmup_steps,
@@ -416,6 +467,39 @@ def probe_key(model, wrapper, examples, steps, warmup_steps, sizes):
     }
     text = json.dumps(spec, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16], spec
+
+
+def _device_names():
+    """Device types and, for GPUs, their model names: an A100's result is not a T4's."""
+    names = []
+    for device in tf.config.list_physical_devices():
+        detail = ""
+        if device.device_type == "GPU":
+            try:
+                detail = tf.config.experimental.get_device_details(device).get("device_name", "")
+            except (ValueError, RuntimeError):
+                detail = ""
+        names.append(f"{device.device_type}:{detail}")
+    return sorted(names)
+
+
+def _is_default(strategy):
+    from kplaybook.distribute.strategy import StrategyWrapper
+
+    inner = strategy.strategy if isinstance(strategy, StrategyWrapper) else strategy
+    return inner is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+
+
+def _check_examples(examples):
+    """A clear error for a dataset that is already batched (the probe batches it)."""
+    spec = examples.element_spec
+    first = spec[0] if isinstance(spec, tuple) else spec
+    shape = getattr(first, "shape", None)
+    if shape is not None and shape.rank and shape[0] is None:
+        raise ValueError(
+            "The dataset looks batched (its elements have a None leading dimension); pass "
+            "single examples (dataset.unbatch()), the probe batches them at each size."
+        )
 
 
 # -- the probe ----------------------------------------------------------------------
@@ -488,12 +572,23 @@ def probe_batch_sizes(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
     if batch_sizes is not None:
-        sizes = [int(b) for b in batch_sizes]
-        if not sizes or any(b < 1 for b in sizes) or sorted(set(sizes)) != sorted(sizes):
+        sizes = list(batch_sizes)
+        if (
+            not sizes
+            or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in sizes)
+            or any(b < 1 for b in sizes)
+            or len(set(sizes)) != len(sizes)
+        ):
             raise ValueError(f"batch_sizes must be distinct positive ints, got {batch_sizes!r}.")
+        sizes = [int(b) for b in sizes]
         sizes = sorted(sizes)
         stop_at_oom = False
     else:
+        if max_batch_size < DEFAULT_MIN_BATCH_SIZE:
+            raise ValueError(
+                f"max_batch_size must be at least {DEFAULT_MIN_BATCH_SIZE} (the first size "
+                f"probed), got {max_batch_size!r}; or pass batch_sizes."
+            )
         sizes = []
         size = DEFAULT_MIN_BATCH_SIZE
         while size <= max_batch_size:
@@ -501,28 +596,39 @@ def probe_batch_sizes(
             size *= 2
         stop_at_oom = True
     if isolate is None:
+        # Physical devices only: listing logical ones would start TensorFlow's GPU
+        # context here and reserve the memory the subprocesses need.
         isolate = bool(tf.config.list_physical_devices("GPU"))
-    if isolate and strategy is not None:
+    if isolate and strategy is not None and not _is_default(strategy):
         raise ValueError(
-            "isolate=True builds the default strategy in each subprocess; pass strategy=None "
-            "or isolate=False."
+            "isolate=True builds the default strategy (StrategyWrapper()) in each subprocess; "
+            "pass strategy=None or a default StrategyWrapper(), or isolate=False."
         )
     if isolate and isinstance(dataset, tf.data.Dataset):
         raise ValueError(
             "isolate=True needs a dataset that can be sent to a subprocess: pass (x, y) "
             "arrays or a module-level function returning the dataset."
         )
-    wrapper = StrategyWrapper(strategy)
+    wrapper = StrategyWrapper(strategy) if not isolate else None
     examples = _as_dataset(dataset) if not isolate else None
+    if examples is not None:
+        _check_examples(examples)
+    replicas = wrapper.num_replicas if wrapper is not None else 1
     for size in sizes:
-        if size % wrapper.num_replicas:
+        if size % replicas:
             raise ValueError(
-                f"Batch size {size} does not split evenly over {wrapper.num_replicas} "
+                f"Batch size {size} does not split evenly over {replicas} "
                 "replicas; pass sizes that are multiples of the replica count."
             )
 
     cache_path = key = spec = None
+    if cache_dir is not None and isolate:
+        raise ValueError(
+            "cache_dir with isolate=True would build the model in this process (taking "
+            "the GPU from the subprocesses); pass one or the other."
+        )
     if cache_dir is not None:
+        _fresh_session()  # layer names restart at dense, dense_1, ...: a stable key
         with wrapper.scope():
             model = build_model()
         _check_model(model)
@@ -530,7 +636,7 @@ def probe_batch_sizes(
             model, wrapper, examples or _as_dataset(dataset), steps, warmup_steps, sizes
         )
         del model
-        keras.backend.clear_session()
+        _fresh_session()
         cache_path = os.path.join(os.fspath(cache_dir), f"probe-{key}.json")
         if os.path.exists(cache_path):
             return ProbeResult.load(cache_path, from_cache=True)
@@ -553,8 +659,8 @@ def probe_batch_sizes(
             previous = row
     config = {
         "key": key,
-        "strategy": type(wrapper.strategy).__name__,
-        "replicas": wrapper.num_replicas,
+        "strategy": type(wrapper.strategy).__name__ if wrapper else "default (per subprocess)",
+        "replicas": replicas,
         "steps": steps,
         "warmup_steps": warmup_steps,
         "isolate": bool(isolate),

@@ -204,6 +204,10 @@ class GhostBatchNormalization(keras.layers.Layer):
             initializer=self.moving_mean_initializer,
             trainable=False,
             autocast=False,
+            # Under MirroredStrategy each replica computes its own virtual-batch
+            # statistics; "mean" makes every replica keep their average instead
+            # of its own (which replica 0 alone would then save).
+            aggregation="mean",
         )
         self.moving_variance = self.add_weight(
             shape=shape,
@@ -211,6 +215,10 @@ class GhostBatchNormalization(keras.layers.Layer):
             initializer=self.moving_variance_initializer,
             trainable=False,
             autocast=False,
+            # Under MirroredStrategy each replica computes its own virtual-batch
+            # statistics; "mean" makes every replica keep their average instead
+            # of its own (which replica 0 alone would then save).
+            aggregation="mean",
         )
         self.input_spec = keras.layers.InputSpec(ndim=rank, axes={-1: channels})
 
@@ -225,13 +233,24 @@ class GhostBatchNormalization(keras.layers.Layer):
 
         if training and self.trainable:
             mean, variance, outputs = self._ghost_normalize(inputs)
+            # A replica can get an empty batch (the last one of a dataset): its
+            # statistics are NaN, so it keeps the old values instead.
+            has_examples = ops.shape(inputs)[0] > 0
+            old_mean = ops.cast(self.moving_mean, compute_dtype)
+            old_variance = ops.cast(self.moving_variance, compute_dtype)
             self.moving_mean.assign(
-                ops.cast(self.moving_mean, compute_dtype) * self.momentum
-                + mean * (1.0 - self.momentum)
+                ops.where(
+                    has_examples,
+                    old_mean * self.momentum + mean * (1.0 - self.momentum),
+                    old_mean,
+                )
             )
             self.moving_variance.assign(
-                ops.cast(self.moving_variance, compute_dtype) * self.momentum
-                + variance * (1.0 - self.momentum)
+                ops.where(
+                    has_examples,
+                    old_variance * self.momentum + variance * (1.0 - self.momentum),
+                    old_variance,
+                )
             )
         else:
             outputs = ops.batch_normalization(
