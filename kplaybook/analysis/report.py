@@ -16,7 +16,9 @@ import pandas as pd
 
 from kplaybook.analysis import plot_data
 from kplaybook.analysis import plots
+from kplaybook.analysis._prepared import prepare
 from kplaybook.analysis.replicates import read_replicates
+from kplaybook.study import _json_safe
 
 FORMATS = ("html", "md", "csv", "json")
 
@@ -314,7 +316,7 @@ def _html(study, row, findings, best, replicates, frame, images):
             f'<figure id="plot-{e(name)}"><img alt="{e(title)}" '
             f'src="data:image/png;base64,{data}"><figcaption>{e(title)}</figcaption></figure>'
         )
-    ordered = frame.assign(_key=study_sign(study) * frame["objective"]).sort_values(
+    ordered = frame.assign(_key=prepare(study).sign * frame["objective"]).sort_values(
         "_key", na_position="last", kind="stable"
     )
     shown = ordered.drop(columns="_key").head(HTML_TRIAL_ROWS)
@@ -326,13 +328,3 @@ def _html(study, row, findings, best, replicates, frame, images):
         "</body></html>",
     ]
     return "\n".join(parts)
-
-
-def study_sign(study):
-    return 1.0 if study.direction == "min" else -1.0
-
-
-def _json_safe(value):
-    from kplaybook.study import _json_safe as safe
-
-    return safe(value)

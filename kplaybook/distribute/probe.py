@@ -621,7 +621,7 @@ def probe_batch_sizes(
                 "replicas; pass sizes that are multiples of the replica count."
             )
 
-    cache_path = key = spec = None
+    cache_path = key = None
     if cache_dir is not None and isolate:
         raise ValueError(
             "cache_dir with isolate=True would build the model in this process (taking "
@@ -632,7 +632,7 @@ def probe_batch_sizes(
         with wrapper.scope():
             model = build_model()
         _check_model(model)
-        key, spec = probe_key(
+        key, _ = probe_key(
             model, wrapper, examples or _as_dataset(dataset), steps, warmup_steps, sizes
         )
         del model
