@@ -1,9 +1,27 @@
-"""The `kplaybook` command line."""
+"""The `kplaybook` command line.
+
+Quiet by default: TensorFlow's native log lines are filtered from stderr
+(`kplaybook.native_logs`); ``--verbose`` shows them. A user error (a bad
+argument, a missing or damaged study, an unwritable folder) is one line on
+stderr and exit code 2.
+
+The commands import kplaybook's modules inside their functions, on purpose:
+TensorFlow is then first loaded after `main` has installed the log filter.
+"""
 
 import argparse
+import contextlib
+import importlib
 import os
 import sys
 import time
+
+from kplaybook.errors import StudyError
+from kplaybook.native_logs import NativeLogFilter
+
+#: What `kp.distribute.probe_batch_sizes` doubles up to by default (2 ** 16);
+#: tests/test_cli.py checks that the two agree.
+PROBE_MAX_BATCH_SIZE = 65536
 
 
 def _positive_int(text):
@@ -18,13 +36,21 @@ def _positive_int(text):
 
 def build_parser():
     """The argument parser of the `kplaybook` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own log messages and full tracebacks",
+    )
     parser = argparse.ArgumentParser(
         prog="kplaybook",
         description="Tune Keras models the way the Deep Learning Tuning Playbook says.",
+        parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
+        parents=[common],
         help="run a nested depth study on scikit-learn's digits (offline)",
         description=(
             "Scientific: number of hidden layers (1, 2, 3). Nuisance: Adam's "
@@ -38,6 +64,7 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     report = commands.add_parser(
         "report",
+        parents=[common],
         help="check a study and write its summary (report.html, summary.md, CSV, JSON)",
         description=(
             "Runs the playbook's checks on the study in STUDY_DIR, prints the "
@@ -50,6 +77,7 @@ def build_parser():
     report.add_argument("--out", metavar="DIR", default=None)
     compare = commands.add_parser(
         "compare",
+        parents=[common],
         help="compare two studies per scientific value, against seed noise",
         description=(
             "Mean ± std of each scientific value's best trial (its seed replicates "
@@ -61,6 +89,7 @@ def build_parser():
     compare.add_argument("dir_b", metavar="DIR_B")
     probe = commands.add_parser(
         "probe",
+        parents=[common],
         help="probe batch sizes up to the first out-of-memory error and recommend one",
         description=(
             "Builds a fresh model with BUILD_FN() (a compiled keras.Model) at each global "
@@ -74,7 +103,12 @@ def build_parser():
     )
     probe.add_argument("--dataset", default="digits", help='"digits" (offline) or a TFDS name')
     probe.add_argument("--max-examples", type=_positive_int, default=None)
-    probe.add_argument("--max-batch-size", type=_positive_int, default=4096)
+    probe.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=PROBE_MAX_BATCH_SIZE,
+        help="the largest size tried (default %(default)s; the probe stops earlier at the first OOM)",
+    )
     probe.add_argument("--steps", type=_positive_int, default=20)
     probe.add_argument("--warmup-steps", type=int, default=3)
     probe.add_argument("--save", metavar="PATH", default=None, help="write the result as JSON")
@@ -83,22 +117,16 @@ def build_parser():
     return parser
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
 def run_demo(args):
     """`kplaybook demo`."""
-    from kplaybook.demo import DEMO_PROJECT
-    from kplaybook.demo import format_best
-    from kplaybook.demo import run_depth_study
-
+    from kplaybook import demo
+    _check_directory(args.directory, "--directory")
     print(
         f"kplaybook demo: depth study on digits, {args.trials_per_study} trials per "
         f"depth x 3 depths, {args.epochs} epochs each"
     )
     start = time.perf_counter()
-    study = run_depth_study(
+    study = demo.run_depth_study(
         trials_per_study=args.trials_per_study,
         epochs=args.epochs,
         directory=args.directory,
@@ -112,10 +140,19 @@ def run_demo(args):
         f"in {time.perf_counter() - start:.0f} s"
     )
     print("Best trial per scientific value:")
-    print(format_best(study))
-    print(f"Study written to {os.path.join(args.directory, DEMO_PROJECT)}")
+    print(demo.format_best(study))
+    # The table alone invites a conclusion the findings may warn against.
+    print("What the playbook's checks say before concluding anything:")
+    print(format_findings(study.check()))
+    print(f"Study written to {os.path.join(args.directory, demo.DEMO_PROJECT)}")
     print(f"Report: {paths['report.html']}")
     return 0
+
+
+def _check_directory(path, option):
+    """A one-sentence error when `path` exists but is not a directory (it would be written into)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path} is a file; pass a directory to write the study into.")
 
 
 def format_findings(findings):
@@ -134,8 +171,12 @@ def run_report(args):
     from kplaybook.study import Study
 
     study = Study.load(args.study_dir)
+    if args.out is not None:
+        _check_directory(args.out, "--out")
     paths = study.export(args.out)
     print(repr(study))
+    for problem in study.problems:
+        print(f"[problem] {problem}")
     print(format_findings(study.check()))
     print(f"Report: {paths['report.html']}")
     print(f"Summary: {paths['summary.md']}")
@@ -144,17 +185,13 @@ def run_report(args):
 
 def run_compare(args):
     """`kplaybook compare DIR_A DIR_B`."""
-    from kplaybook.analysis import compare
-    from kplaybook.study import Study
-
-    print(compare(Study.load(args.dir_a), Study.load(args.dir_b)))
+    from kplaybook.analysis.compare import compare
+    print(compare(args.dir_a, args.dir_b))
     return 0
 
 
 def load_target(target):
     """The function named by ``module:function`` or ``path/to/file.py:function``."""
-    import importlib
-
     module_name, _, function_name = target.rpartition(":")
     if not module_name or not function_name:
         raise ValueError(
@@ -186,6 +223,8 @@ def load_target(target):
 
 def run_probe(args):
     """`kplaybook probe MODULE:BUILD_FN`."""
+    import tensorflow as tf
+
     from kplaybook import datasets
     from kplaybook.distribute import probe_batch_sizes
 
@@ -194,8 +233,6 @@ def run_probe(args):
         {} if args.dataset == datasets.OFFLINE_DATASET else {"max_examples": args.max_examples}
     )
     (x, y), _ = datasets.load(args.dataset, **load_kwargs)
-    import tensorflow as tf
-
     gpus = len(tf.config.list_physical_devices("GPU"))
     print(f"kplaybook probe: {args.target} on {args.dataset} ({gpus} GPU(s))")
     # strategy=None: all GPUs when several; on a GPU each size runs in a subprocess.
@@ -216,42 +253,50 @@ def run_probe(args):
     return 0
 
 
-def main(argv=None):
-    """Entry point of the `kplaybook` console script."""
-    args = build_parser().parse_args(argv)
-    _quiet_tensorflow()
-    from kplaybook.errors import StudyError
+_COMMANDS = {"demo": run_demo, "report": run_report, "compare": run_compare, "probe": run_probe}
 
-    try:
-        if args.command == "demo":
-            return run_demo(args)
-        if args.command == "report":
-            return run_report(args)
-        if args.command == "compare":
-            return run_compare(args)
-        if args.command == "probe":
-            return run_probe(args)
-    except (StudyError, ValueError) as e:
-        print(f"kplaybook: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        print(
-            f"kplaybook: cannot write{where} ({e.strerror or e}); pass a writable --out directory.",
-            file=sys.stderr,
-        )
-        return 2
-    except Exception as e:  # noqa: BLE001 - one line, not a traceback; KPLAYBOOK_DEBUG=1 shows it
-        if os.environ.get("KPLAYBOOK_DEBUG") or args.command == "demo":
-            raise
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        print(
-            f"kplaybook: {args.command} failed ({type(e).__name__}: {first_line}); "
-            "set KPLAYBOOK_DEBUG=1 for the full traceback.",
-            file=sys.stderr,
-        )
-        return 1
-    return 1
+
+def main(argv=None):
+    """Entry point of the `kplaybook` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        quiet = contextlib.nullcontext()
+    else:
+        # Before TensorFlow is first imported (the commands import it lazily).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet = NativeLogFilter()
+    with quiet:
+        try:
+            return _COMMANDS[args.command](args)
+        except (StudyError, ValueError, TypeError) as e:
+            if args.verbose:
+                raise
+            _error(str(e))
+            return 2
+        except OSError as e:
+            if args.verbose:
+                raise
+            where = f" {e.filename}" if e.filename else ""
+            _error(f"cannot write{where} ({e.strerror or e}); pass a writable directory.")
+            return 2
+        except KeyboardInterrupt:
+            _error("interrupted; run the same command again to resume.")
+            return 130
+        except Exception as e:  # noqa: BLE001 - one line, not a traceback; --verbose shows it
+            if args.verbose:
+                raise
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            _error(
+                f"{args.command} failed ({type(e).__name__}: {first_line}); run it again "
+                "with --verbose for the full traceback."
+            )
+            return 1
+
+
+def _error(message):
+    """One line on stderr: ``kplaybook: <message>``."""
+    lines = message.strip().splitlines() or [""]
+    print(f"kplaybook: {lines[0]}", file=sys.stderr)
 
 
 if __name__ == "__main__":
