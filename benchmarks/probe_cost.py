@@ -17,7 +17,7 @@ out-of-memory error:
   throughput; here both methods start at 8 so that they cover the same
   range (8, 16, 32, 64), and the 3-step throughput is what such a loop could
   report from the steps it already runs. Both stop at the first OOM
-  (recognised with ``kp.infeasibility.is_oom_error``) and clear the Keras
+  (recognised with ``kplaybook.training.runner.is_oom_error``) and clear the Keras
   session after each size. (Lightning keeps one PyTorch model across
   sizes; a fresh Keras model per size means the baseline's first step
   includes tracing, as kplaybook's first warm-up step does.)
@@ -77,6 +77,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kplaybook as kp  # noqa: E402
+from kplaybook.training import runner  # noqa: E402
 
 INPUT_DIM = 64
 CLASSES = 10
@@ -195,7 +196,7 @@ def lightning_power(build_model, x, y, init_val=START, steps_per_trial=LIGHTNING
             )
             row.update(feasible=True, examples_per_s=size * len(timer.times) / sum(timer.times))
         except Exception as e:  # noqa: BLE001 - OOM ends the search; anything else is a bug
-            if not kp.infeasibility.is_oom_error(e):
+            if not runner.is_oom_error(e):
                 raise
         finally:
             completed += len(timer.times)

@@ -1,4 +1,7 @@
-"""Scientific, nuisance and fixed hyperparameters (PLAYBOOK.md section C).
+"""Scientific, nuisance and fixed hyperparameters.
+
+The playbook's "Identifying scientific, nuisance, and fixed hyperparameters"
+(https://github.com/google-research/tuning_playbook#identifying-scientific-nuisance-and-fixed-hyperparameters).
 
 For one experimental goal every hyperparameter has one role: *scientific*
 (its effect is what the study measures), *fixed* (held constant; a caveat on
@@ -12,8 +15,10 @@ import warnings
 
 from keras_tuner.engine import hyperparameters as hp_module
 
+from kplaybook.citations import mention
 from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import RoleError
+from kplaybook.fatal_errors import fatal
 
 # Rule 9: optimizer hyperparameters (learning rate, momentum, Adam's betas and
 # epsilon, the schedule) are nuisance hyperparameters. Matched on the last
@@ -65,24 +70,27 @@ def check_role_arguments(scientific, fixed):
     scientific = {} if scientific is None else scientific
     fixed = {} if fixed is None else fixed
     if not isinstance(scientific, dict):
-        raise RoleError(
+        raise fatal(
+            RoleError,
             f"scientific must be a dict of name -> list of values, got {type(scientific).__name__}."
         )
     if not isinstance(fixed, dict):
-        raise RoleError(f"fixed must be a dict of name -> value, got {type(fixed).__name__}.")
+        raise fatal(RoleError, f"fixed must be a dict of name -> value, got {type(fixed).__name__}.")
     checked = {}
     for name, values in scientific.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-            raise RoleError(
+            raise fatal(
+                RoleError,
                 f"scientific[{name!r}] must be a list of the values to compare, got {values!r}."
             )
         values = list(values)
         if not values:
-            raise RoleError(
+            raise fatal(
+                RoleError,
                 f"scientific[{name!r}] is an empty list; give at least one value to compare."
             )
         if len(set(map(repr, values))) != len(values):
-            raise RoleError(f"scientific[{name!r}] lists a value twice: {values!r}.")
+            raise fatal(RoleError, f"scientific[{name!r}] lists a value twice: {values!r}.")
         for value in values:
             _check_plain(f"scientific[{name!r}]", value)
         checked[name] = values
@@ -90,16 +98,17 @@ def check_role_arguments(scientific, fixed):
         _check_plain(f"fixed[{name!r}]", value)
     both = sorted(set(checked) & set(fixed))
     if both:
-        raise RoleError(
+        raise fatal(
+            RoleError,
             f"{both[0]!r} is both scientific and fixed; give each hyperparameter one role."
         )
     for name in list(checked) + list(fixed):
         if is_optimizer_hyperparameter(name):
             role = "scientific" if name in checked else "fixed"
             warnings.warn(
-                f"{name!r} is an optimizer hyperparameter made {role}; the playbook "
-                "(rule 9) says optimizer hyperparameters are nuisance: leave it "
-                "out of scientific/fixed so each study tunes it.",
+                f"{name!r} is an optimizer hyperparameter made {role}; the playbook says "
+                "optimizer hyperparameters are nuisance: leave it out of scientific/fixed so "
+                f"each study tunes it {mention('scientific_nuisance_fixed')}.",
                 PlaybookWarning,
                 stacklevel=3,
             )
@@ -108,7 +117,8 @@ def check_role_arguments(scientific, fixed):
 
 def _check_plain(label, value):
     if not isinstance(value, _PLAIN_TYPES):
-        raise RoleError(
+        raise fatal(
+            RoleError,
             f"{label} is {value!r} of type {type(value).__name__}; use a bool, int, "
             "float or str, the types KerasTuner can store."
         )
@@ -164,7 +174,8 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
         for role, names in (("scientific", scientific), ("fixed", fixed)):
             unknown = [name for name in names if name not in declared]
             if unknown:
-                raise RoleError(
+                raise fatal(
+                    RoleError,
                     f"{role} names {unknown[0]!r}, which build(hp) does not declare "
                     f"(declared: {sorted(declared)}); fix the name or declare it in "
                     "build(hp)."
@@ -172,13 +183,15 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
     for name, values in scientific.items():
         for hp in declared.get(name, []):
             if isinstance(hp, hp_module.Fixed):
-                raise RoleError(
+                raise fatal(
+                    RoleError,
                     f"Scientific hyperparameter {name!r} is declared as hp.Fixed in "
                     "build(hp); declare it with hp.Choice/hp.Int so its values can vary."
                 )
             for value in values:
                 if not _fits(hp, value):
-                    raise RoleError(
+                    raise fatal(
+                        RoleError,
                         f"Scientific value {value!r} of {name!r} is outside its "
                         f"declaration {_describe(hp)}; widen the declaration or "
                         "drop the value."
@@ -186,7 +199,8 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
     for name, value in fixed.items():
         for hp in declared.get(name, []):
             if not isinstance(hp, hp_module.Fixed) and not _fits(hp, value):
-                raise RoleError(
+                raise fatal(
+                    RoleError,
                     f"Fixed value {value!r} of {name!r} is outside its declaration "
                     f"{_describe(hp)}; widen the declaration or change the value."
                 )
@@ -194,11 +208,11 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
         if name in scientific or name in fixed or not is_batch_size(name):
             continue
         if any(not isinstance(hp, hp_module.Fixed) for hp in hps):
-            raise RoleError(
-                f"{name!r} is a nuisance hyperparameter, but the playbook (rule 6) "
-                "says batch size is not tuned for validation error: put it in "
-                "fixed= (or scientific= to study it), or pass batch_size= to "
-                "search()."
+            raise fatal(
+                RoleError,
+                f"{name!r} is a nuisance hyperparameter, but the playbook says batch size is "
+                "not tuned for validation error: put it in fixed= (or scientific= to study "
+                f"it), or pass batch_size= to search() {mention('batch_size_retuning')}."
             )
     result = hp_module.HyperParameters()
     for hp in space.space:

@@ -1,4 +1,7 @@
-"""Optimizer search spaces sized to the trial budget (PLAYBOOK.md section N).
+"""Optimizer search spaces sized to the trial budget.
+
+The playbook's "How should Adam's hyperparameters be tuned?"
+(https://github.com/google-research/tuning_playbook#how-should-adams-hyperparameters-be-tuned).
 
 Each function registers, on a `keras_tuner.HyperParameters`, the optimizer
 hyperparameters the playbook says are worth tuning with a given number of

@@ -1,4 +1,8 @@
-"""Synthetic study directories: what a kplaybook tuner writes, without training.
+"""Helpers for testing code that reads studies: synthetic study directories, written without training.
+
+Like `optuna.testing`, this module is public so that users can test their
+own analysis code on studies with known properties.
+
 
 `write_study` writes ``oracle.json`` and one ``trial_<id>/trial.json`` (plus
 ``steps.json`` when per-step values are given) per trial, in the formats
@@ -23,7 +27,7 @@ Example:
 ```python
 import keras_tuner as kt
 import kplaybook as kp
-from kplaybook.analysis._synthetic import SyntheticTrial, write_study
+from kplaybook.testing import SyntheticTrial, write_study
 
 space = kt.HyperParameters()
 space.Float("learning_rate", 1e-4, 1e-1, sampling="log")
@@ -51,14 +55,17 @@ from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.engine.metrics_tracking import infer_metric_direction
 
-from kplaybook import infeasibility
 from kplaybook import roles
-from kplaybook.callbacks._step_record import STEP_KEYS
-from kplaybook.callbacks._step_record import StepRecord
-from kplaybook.callbacks._step_record import write_steps
 from kplaybook.oracles.nested import NestedStudyOracle
 from kplaybook.oracles.quasi_random import QuasiRandomSearchOracle
 from kplaybook.oracles.sampling import plain
+from kplaybook.records import layout
+from kplaybook.records import markers
+from kplaybook.records.files import write_text
+from kplaybook.records.steps import STEP_KEYS
+from kplaybook.records.steps import StepRecord
+from kplaybook.records.steps import write_steps
+from kplaybook.training.runner import is_finite
 
 STATUSES = ("completed", "infeasible", "failed")
 
@@ -247,12 +254,11 @@ def write_study(
         prepared.append((trial_id, values, text, record))
     ids = []
     for trial_id, values, text, record in prepared:
-        trial_dir = os.path.join(directory, f"trial_{trial_id}")
-        os.makedirs(trial_dir, exist_ok=True)
-        with open(os.path.join(trial_dir, "trial.json"), "w") as f:
-            f.write(text)
+        study_layout = layout.StudyLayout(directory)
+        os.makedirs(study_layout.trial_dir(trial_id), exist_ok=True)
+        write_text(study_layout.trial_file(trial_id), text)
         if record is not None:
-            write_steps(trial_dir, [record])
+            write_steps(study_layout.steps_file(trial_id), [record])
         ids.append(trial_id)
         value_hash = oracle._compute_values_hash(values)
         oracle._tried_so_far.add(value_hash)
@@ -439,7 +445,7 @@ class _TrialWriter:
         metrics = {}
         score, best_step, message = None, 0, None
         if trial.status == "completed":
-            if not any(infeasibility.is_finite(logs.get(name)) for _, logs in reports):
+            if not any(is_finite(logs.get(name)) for _, logs in reports):
                 raise ValueError(
                     f"Trial {index} is completed but its curves have no finite {name!r}; "
                     "a real search records such a trial as infeasible (nan_loss)."
@@ -462,8 +468,13 @@ class _TrialWriter:
             # `StudyTuner._run_and_update_trial`: the objective first (NaN when
             # not logged), the marker at the last epoch of an infeasible trial.
             row = {name: math.nan, **logs}
-            if trial.status == "infeasible" and i == len(reports) - 1:
-                row[infeasibility.marker(trial.reason)] = 1.0
+            if i == len(reports) - 1:
+                if trial.status == "infeasible":
+                    row[markers.marker(trial.reason)] = 1.0
+                elif trial.status == "completed":
+                    # With the last epoch: the score and its step (`StudyTuner._report`).
+                    row[markers.SCORE] = score
+                    row[markers.BEST_STEP] = float(best_step)
             for metric, value in row.items():
                 if metric not in metrics:
                     metrics[metric] = {"direction": self.direction(metric), "observations": []}

@@ -1,7 +1,7 @@
-"""Helpers shared by the slow tests that run `playbook_search.py` as real processes.
+"""Helpers shared by several test files: running kplaybook and scripts as real processes.
 
-The tests load it by file path with importlib, so they do not rely on
-`tests/` (or `tests/scripts/`) being importable.
+pytest puts `tests/` on sys.path (it has no __init__.py), so test files
+import this module by name: ``import helpers``.
 """
 
 import importlib.util
@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent
+import kplaybook as kp
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 SCRIPT = SCRIPTS / "playbook_search.py"
 HP_NAMES = ("num_layers", "units", "learning_rate")
 # Variables the script reacts to; a child only sees the ones a test sets.
@@ -38,6 +41,23 @@ def child_env(**extra):
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def run_python(*args, timeout=300, **env):
+    """`python *args` from the repository root, quiet TensorFlow; a CompletedProcess with text output."""
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(**env),
+        cwd=ROOT,
+    )
+
+
+def kplaybook_cli(*args, timeout=300, **env):
+    """`python -m kplaybook *args`, as a user runs the command."""
+    return run_python("-m", "kplaybook", *args, timeout=timeout, **env)
 
 
 def script_args(directory, project, log_dir, trials_per_study, epochs):
@@ -104,8 +124,6 @@ def hp_values(row):
 
 def planned_values(directory, trials_per_study):
     """Values of slots 0..n-1 of an uninterrupted, sequential study (nothing is trained)."""
-    import kplaybook as kp
-
     script = load_module(SCRIPT)
     tuner = script.make_tuner(
         str(directory), "reference", trials_per_study, tuner_class=kp.PlaybookTuner

@@ -1,6 +1,6 @@
 """study.check(): each finding on a study built to have the problem, and absent on one without it.
 
-The studies are written by `kplaybook.analysis._synthetic` (real KerasTuner
+The studies are written by `kplaybook.testing` (real KerasTuner
 trial files, read back by `kp.Study.load`) so each has exactly the property
 a check looks for; the end-to-end tests (test_analysis_report.py) run the
 checks on really trained studies.
@@ -15,8 +15,8 @@ import pytest
 import kplaybook as kp
 from kplaybook.analysis import checks
 from kplaybook.analysis import plot_data
-from kplaybook.analysis._synthetic import SyntheticTrial
-from kplaybook.analysis._synthetic import write_study
+from kplaybook.testing import SyntheticTrial
+from kplaybook.testing import write_study
 
 EPOCHS = 20
 LR_GRID = np.geomspace(1e-4, 1e-1, 12)  # 12 trials per scientific value

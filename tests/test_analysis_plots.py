@@ -7,8 +7,9 @@ from matplotlib.figure import Figure
 
 import kplaybook as kp
 from kplaybook.analysis import plot_data
-from kplaybook.analysis._synthetic import SyntheticTrial
-from kplaybook.analysis._synthetic import write_study
+from kplaybook.analysis import plots
+from kplaybook.testing import SyntheticTrial
+from kplaybook.testing import write_study
 
 LRS = np.geomspace(1e-4, 1e-1, 8)
 
@@ -167,3 +168,38 @@ def test_markdown_summary_keeps_user_text_inside_its_table_cell(study, tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| s |"))
     assert "line one line two \\| &lt;script&gt;" in row
     assert "<script>" not in text
+
+
+def test_the_axis_plot_zooms_onto_the_useful_range_and_marks_what_it_clipped(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    lrs = np.geomspace(1e-4, 1e-1, 12)
+    finals = np.linspace(0.10, 0.20, 12)
+    finals[[0, 11]] = [40.0, 90.0]  # two trials orders of magnitude worse
+    trials = [
+        SyntheticTrial({"learning_rate": float(lr)}, {"val_loss": [100.0, float(f)]})
+        for lr, f in zip(lrs, finals)
+    ]
+    write_study(tmp_path / "s", hp, trials)
+    (panel,) = plot_data.axis_plot_data(kp.Study.load(tmp_path / "s"))
+    assert panel.clipped.sum() == 2
+    np.testing.assert_allclose(sorted(panel.y_true[panel.clipped]), [40.0, 90.0])
+    # Clipped points sit at the limit, just past the good region, which keeps its scale.
+    assert np.all(panel.y[panel.clipped] == panel.y_limit)
+    assert 0.2 < panel.y_limit < 0.25 and panel.y[~panel.clipped].max() <= panel.y_limit
+    np.testing.assert_allclose(panel.y[~panel.clipped], panel.y_true[~panel.clipped])
+    figure = plots.render_axis([panel])
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "2 worse than the axis shows" in labels
+
+
+def test_an_even_spread_is_not_zoomed(tmp_path):
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+    trials = [
+        SyntheticTrial({"learning_rate": float(lr)}, {"val_loss": [1.0, 0.1 + 0.01 * i]})
+        for i, lr in enumerate(np.geomspace(1e-4, 1e-1, 10))
+    ]
+    write_study(tmp_path / "s", hp, trials)
+    (panel,) = plot_data.axis_plot_data(kp.Study.load(tmp_path / "s"))
+    assert panel.y_limit is None and not panel.clipped.any()

@@ -12,27 +12,15 @@ waits until the other worker has begun one, so both take part and two trials
 are in flight at once.
 """
 
-import importlib.util
 import shutil
 import socket
 import time
 from collections import Counter
-from pathlib import Path
 
+import helpers
 import pytest
 
 import kplaybook as kp
-
-
-def _load_harness():
-    path = Path(__file__).parent / "scripts" / "harness.py"
-    spec = importlib.util.spec_from_file_location("_kp_tests_harness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 
 TRIALS_PER_STUDY = 3
 NUM_TRIALS = 2 * TRIALS_PER_STUDY
@@ -65,11 +53,11 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     directory = root / "studies"
     log_dir = root / "log"
-    args = harness.script_args(directory, "distributed", log_dir, TRIALS_PER_STUDY, EPOCHS)
+    args = helpers.script_args(directory, "distributed", log_dir, TRIALS_PER_STUDY, EPOCHS)
     port = free_port()
 
     def env(tuner_id):
-        return harness.child_env(
+        return helpers.child_env(
             KERASTUNER_ORACLE_IP="127.0.0.1",
             KERASTUNER_ORACLE_PORT=port,
             KERASTUNER_TUNER_ID=tuner_id,
@@ -80,25 +68,25 @@ def cluster(tmp_path_factory):
     outputs = {name: root / f"{name}.out" for name in ("chief", *WORKERS)}
     procs = {}
     try:
-        procs["chief"] = harness.start(args, env("chief"), outputs["chief"])
-        harness.wait_until(
+        procs["chief"] = helpers.start(args, env("chief"), outputs["chief"])
+        helpers.wait_until(
             lambda: accepts_connections(port),
             CHIEF_START_TIMEOUT,
             f"the chief to listen on 127.0.0.1:{port}",
             [(procs["chief"], outputs["chief"])],
         )
         for name in WORKERS:
-            procs[name] = harness.start(args, env(name), outputs[name])
+            procs[name] = helpers.start(args, env(name), outputs[name])
         deadline = time.monotonic() + WORKERS_TIMEOUT
         for name in WORKERS:
             procs[name].wait(timeout=max(1.0, deadline - time.monotonic()))
         procs["chief"].wait(timeout=CHIEF_EXIT_TIMEOUT)
     finally:
         for proc in procs.values():
-            harness.stop(proc)
+            helpers.stop(proc)
     for name, proc in procs.items():
         assert proc.returncode == 0, (
-            f"{name} exited {proc.returncode}:\n{harness.tail(outputs[name])}"
+            f"{name} exited {proc.returncode}:\n{helpers.tail(outputs[name])}"
         )
         assert f"search finished: {name}" in outputs[name].read_text()
     return {"root": root, "study_dir": directory / "distributed", "log_dir": log_dir}
@@ -129,10 +117,10 @@ def test_chief_and_two_workers_run_nested_study(cluster):
 
     # Round-robin, paired schedule, as in a sequential study: trial k holds
     # slot k's values, and the two scientific values share nuisance points.
-    planned = harness.planned_values(cluster["root"] / "reference", TRIALS_PER_STUDY)
+    planned = helpers.planned_values(cluster["root"] / "reference", TRIALS_PER_STUDY)
     by_id = frame.set_index("trial_id")
     for trial_id, row in by_id.iterrows():
-        assert harness.hp_values(row) == pytest.approx(planned[int(trial_id)], rel=1e-12), trial_id
+        assert helpers.hp_values(row) == pytest.approx(planned[int(trial_id)], rel=1e-12), trial_id
     for k in range(0, NUM_TRIALS, 2):
         one, two = planned[k], planned[k + 1]
         assert (one["num_layers"], two["num_layers"]) == (1, 2)
@@ -142,7 +130,7 @@ def test_chief_and_two_workers_run_nested_study(cluster):
     # Who ran what, per the processes' own logs: only the workers ran trials,
     # both of them, each trial once; what a worker trained is what the chief
     # recorded; and the two workers' first trials overlapped in time.
-    records = harness.read_log(log_dir)
+    records = helpers.read_log(log_dir)
     assert {r["tuner_id"] for r in records} == set(WORKERS)
     begins = [r for r in records if r["event"] == "begin"]
     ends = [r for r in records if r["event"] == "end"]
@@ -150,8 +138,8 @@ def test_chief_and_two_workers_run_nested_study(cluster):
     assert Counter(int(r["trial_id"]) for r in ends) == Counter(range(NUM_TRIALS))
     assert {r["status"] for r in ends} == {"COMPLETED"}
     for r in begins:
-        assert harness.hp_values(r["values"]) == pytest.approx(
-            harness.hp_values(by_id.loc[r["trial_id"]]), rel=1e-12
+        assert helpers.hp_values(r["values"]) == pytest.approx(
+            helpers.hp_values(by_id.loc[r["trial_id"]]), rel=1e-12
         )
     ran = Counter(r["tuner_id"] for r in ends)
     assert set(ran) == set(WORKERS) and sum(ran.values()) == NUM_TRIALS, ran
@@ -174,7 +162,7 @@ def test_rerun_after_distributed_search_runs_no_trial_again(cluster, tmp_path):
     before = kp.Study.load(study_dir).to_dataframe()
     assert (before["status"] == "completed").all()
 
-    script = harness.load_module(harness.SCRIPT)
+    script = helpers.load_module(helpers.SCRIPT)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     script.ProbedTuner.log_dir = str(log_dir)
@@ -182,7 +170,7 @@ def test_rerun_after_distributed_search_runs_no_trial_again(cluster, tmp_path):
     (x, y), (x_val, y_val) = script.load_data()
     tuner.search(x, y, validation_data=(x_val, y_val), epochs=EPOCHS, verbose=0)
 
-    assert harness.read_log(log_dir) == []  # no trial began
+    assert helpers.read_log(log_dir) == []  # no trial began
     after = kp.Study.load(study_dir).to_dataframe()
     assert after["trial_id"].tolist() == before["trial_id"].tolist()
     assert (after["status"] == "completed").all()

@@ -142,7 +142,7 @@ def test_bayesian_searches_nuisance_dims_within_each_scientific_value(tmp_path):
 
 
 def test_bayesian_ignores_infeasible_trials_instead_of_inventing_a_loss(tmp_path):
-    from kplaybook import infeasibility
+    from kplaybook.records import markers
 
     oracle = Nested(
         "val_loss",
@@ -159,7 +159,7 @@ def test_bayesian_ignores_infeasible_trials_instead_of_inventing_a_loss(tmp_path
         trial = oracle.create_trial("tuner0")
         if i == 1:
             oracle.update_trial(
-                trial.trial_id, {"val_loss": float("nan"), infeasibility.marker("oom"): 1.0}
+                trial.trial_id, {"val_loss": float("nan"), markers.marker("oom"): 1.0}
             )
             trial.status = "FAILED"
         else:
@@ -168,7 +168,7 @@ def test_bayesian_ignores_infeasible_trials_instead_of_inventing_a_loss(tmp_path
         oracle.end_trial(trial)
         oracle.save()
     assert len(oracle.trials) == 6
-    assert infeasibility.reason_of(oracle.trials["1"]) == "oom"
+    assert markers.reason_in(oracle.trials["1"].metrics.metrics) == "oom"
     # The Gaussian process saw only the feasible trials: the data KerasTuner's
     # GP oracle is fitted to excludes the infeasible one (no invented loss).
     from keras_tuner.oracles import BayesianOptimizationOracle

@@ -11,27 +11,15 @@ third trial) and is SIGKILLed there; run 2 is the same command, without the
 kill.
 """
 
-import importlib.util
 import os
 import signal
 import subprocess
 from collections import Counter
-from pathlib import Path
 
+import helpers
 import pytest
 
 import kplaybook as kp
-
-
-def _load_harness():
-    path = Path(__file__).parent / "scripts" / "harness.py"
-    spec = importlib.util.spec_from_file_location("_kp_tests_harness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 
 TRIALS_PER_STUDY = 3
 NUM_TRIALS = 2 * TRIALS_PER_STUDY
@@ -47,16 +35,16 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
     study_dir = directory / "resume"
     log_dir = tmp_path / "log"
     marker = tmp_path / "stalled"
-    args = harness.script_args(directory, "resume", log_dir, TRIALS_PER_STUDY, EPOCHS)
+    args = helpers.script_args(directory, "resume", log_dir, TRIALS_PER_STUDY, EPOCHS)
 
     # -- run 1: SIGKILLed while the third trial is training ------------------
     out1 = tmp_path / "run1.out"
     proc = None
     try:
-        proc = harness.start(
-            args, harness.child_env(KILL_AT_TRIAL=KILLED_TRIAL, KILL_MARKER=marker), out1
+        proc = helpers.start(
+            args, helpers.child_env(KILL_AT_TRIAL=KILLED_TRIAL, KILL_MARKER=marker), out1
         )
-        harness.wait_until(
+        helpers.wait_until(
             marker.exists, MARKER_TIMEOUT, f"trial {KILLED_TRIAL} to stall", [(proc, out1)]
         )
         pid, stalled_trial = marker.read_text().split()
@@ -64,7 +52,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        harness.stop(proc)
+        helpers.stop(proc)
     assert proc.returncode == -signal.SIGKILL
 
     before = kp.Study.load(study_dir).to_dataframe().set_index("trial_id")
@@ -76,7 +64,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
     }
     completed_before = before[before["status"] == "completed"]
     assert completed_before["objective"].notna().all()
-    killed_values_before = harness.hp_values(before.loc[killed_id])
+    killed_values_before = helpers.hp_values(before.loc[killed_id])
 
     # -- run 2: the same command, no kill: resumes and finishes ---------------
     out2 = tmp_path / "run2.out"
@@ -84,14 +72,14 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
         with open(out2, "w") as out:
             run2 = subprocess.run(
                 args,
-                env=harness.child_env(),
+                env=helpers.child_env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=RUN_TIMEOUT,
             )
     except subprocess.TimeoutExpired:
-        pytest.fail("run 2 did not finish in time:\n" + harness.tail(out2))
-    assert run2.returncode == 0, harness.tail(out2)
+        pytest.fail("run 2 did not finish in time:\n" + helpers.tail(out2))
+    assert run2.returncode == 0, helpers.tail(out2)
     assert "Reloading Tuner" in out2.read_text()  # resumed, not started over
 
     study = kp.Study.load(study_dir)
@@ -116,19 +104,19 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
     # same hyperparameters, same objective value, same best epoch.
     after = after.set_index("trial_id")
     for trial_id, row in completed_before.iterrows():
-        assert harness.hp_values(after.loc[trial_id]) == harness.hp_values(row)
+        assert helpers.hp_values(after.loc[trial_id]) == helpers.hp_values(row)
         assert after.loc[trial_id, "objective"] == row["objective"]
         assert after.loc[trial_id, "best_step"] == row["best_step"]
 
     # The interrupted trial was retried under its own id, with its own values.
-    assert harness.hp_values(after.loc[killed_id]) == killed_values_before
+    assert helpers.hp_values(after.loc[killed_id]) == killed_values_before
 
     # Every slot holds the values an uninterrupted study gives it: no slot
     # lost, repeated or shifted by the resume. The plan is paired: both
     # scientific values see the same nuisance points.
-    planned = harness.planned_values(tmp_path / "reference", TRIALS_PER_STUDY)
+    planned = helpers.planned_values(tmp_path / "reference", TRIALS_PER_STUDY)
     for trial_id, row in after.iterrows():
-        assert harness.hp_values(row) == pytest.approx(planned[int(trial_id)], rel=1e-12), trial_id
+        assert helpers.hp_values(row) == pytest.approx(planned[int(trial_id)], rel=1e-12), trial_id
     for k in range(0, NUM_TRIALS, 2):
         assert (planned[k]["num_layers"], planned[k + 1]["num_layers"]) == (1, 2)
         for name in ("units", "learning_rate"):
@@ -138,7 +126,7 @@ def test_sigkill_mid_trial_then_rerun_finishes_study(tmp_path):
     # What ran, per the processes' own logs: run 1 began trials 0, 1, 2 and
     # ended 0 and 1; run 2 began the interrupted trial 2 first, then 3, 4, 5.
     # Every trial ended exactly once, COMPLETED.
-    records = harness.read_log(log_dir)
+    records = helpers.read_log(log_dir)
     pids = {r["pid"] for r in records}
     assert len(pids) == 2 and proc.pid in pids
     run1 = [(r["event"], int(r["trial_id"])) for r in records if r["pid"] == proc.pid]

@@ -87,7 +87,7 @@ def test_batch_size_as_a_nuisance_hyperparameter_is_an_error(tmp_path):
 @pytest.mark.parametrize("role", ["scientific", "fixed"])
 def test_optimizer_hyperparameters_made_scientific_or_fixed_warn(tmp_path, role):
     value = {"scientific": {"learning_rate": [1e-3, 1e-2]}, "fixed": {"learning_rate": 1e-3}}[role]
-    with pytest.warns(kp.PlaybookWarning, match="rule 9"):
+    with pytest.warns(kp.PlaybookWarning, match="Identifying scientific, nuisance, and fixed"):
         tuner(tmp_path, build_with(layers, lr), **{role: value})
 
 

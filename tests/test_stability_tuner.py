@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kplaybook as kp
-from kplaybook.callbacks._step_record import StepRecord
+from kplaybook.records.steps import StepRecord
 
 
 def lr_mode_build(hp):

@@ -13,8 +13,8 @@ import pytest
 from conftest import mlp_build
 
 import kplaybook as kp
-from kplaybook.analysis._synthetic import SyntheticTrial
-from kplaybook.analysis._synthetic import write_study
+from kplaybook.testing import SyntheticTrial
+from kplaybook.testing import write_study
 
 
 def space():

@@ -11,8 +11,8 @@ The `kp.Study` methods (`check`, `plot_*`, `replicate`, `export`) and
     report       export: report.html, summary.md, CSV and JSON files
 """
 
-from kplaybook.analysis.checks import Finding
 from kplaybook.analysis.compare import Comparison
 from kplaybook.analysis.compare import compare
+from kplaybook.findings import Finding
 
 __all__ = ["Comparison", "Finding", "compare"]

@@ -2,25 +2,28 @@
 
 Following Optuna's split, the checks (`checks.py`) and the plot data
 (`plot_data.py`) are pure functions of a `Prepared` study, and the renderers
-(`plots.py`) only draw what those return. Everything here is computed once
-and cached on the `Study` object (a study is a snapshot of its directory).
+(`plots.py`) only draw what those return. A `Prepared` is built from a
+`kplaybook.records.StudyReader`'s public methods, once per reader (a reader
+is a snapshot of its directory).
 """
 
 import math
+import weakref
 
 import numpy as np
-from keras_tuner.engine import hyperparameters as hp_module
 
-from kplaybook.study import hp_column
+from kplaybook.records import best_position
+from kplaybook.records import hp_column
+from kplaybook.records import sign
 
-_CACHE_ATTRIBUTE = "_kplaybook_prepared"
+_PREPARED = weakref.WeakKeyDictionary()
 
 
 class Dimension:
     """One varied hyperparameter of the search space, with its coordinates.
 
     `coordinate(values)` maps values to [0, 1] the way the quasi-random
-    search samples them (log space for log dimensions, PLAYBOOK.md 14), so
+    search samples them (log space for log dimensions), so
     "the outer 10% of a dimension" means the same thing as in the sampling.
     """
 
@@ -28,13 +31,15 @@ class Dimension:
         self.name = hp.name
         self.role = role
         self.hp = hp
-        self.numeric = isinstance(hp, (hp_module.Float, hp_module.Int))
+        self.numeric = hp.numeric
+        self.integer = hp.kind == "Int"
         self.log = self.numeric and hp.sampling in ("log", "reverse_log")
         self.reverse = self.numeric and hp.sampling == "reverse_log"
         self.ordered_numeric = False
+        self.values = None
         if self.numeric:
             self.low, self.high = float(hp.min_value), float(hp.max_value)
-        elif isinstance(hp, hp_module.Choice):
+        elif hp.kind == "Choice":
             self.values = list(hp.values)
             self.ordered_numeric = (
                 bool(hp.ordered)
@@ -45,10 +50,8 @@ class Dimension:
             )
             if self.ordered_numeric:
                 self.low, self.high = float(min(self.values)), float(max(self.values))
-        elif isinstance(hp, hp_module.Boolean):
+        elif hp.kind == "Boolean":
             self.values = [False, True]
-        else:
-            self.values = None
 
     def coordinate(self, values):
         """Values as [0, 1] coordinates of the range (numeric dimensions only)."""
@@ -70,7 +73,7 @@ class Prepared:
     """A study's table, roles, scientific cells and curves, in the form the analysis needs.
 
     Args:
-        study: a `kp.Study`.
+        study: a `kplaybook.records.StudyReader` (a `kp.Study`).
     """
 
     def __init__(self, study):
@@ -78,11 +81,11 @@ class Prepared:
         self.objective = study.objective
         self.direction = study.direction
         # Every comparison is made on `sign * objective`: lower is better.
-        self.sign = 1.0 if self.direction == "min" else -1.0
+        self.sign = sign(self.direction)
         self.frame = study.to_dataframe()
         self.trial_ids = self.frame["trial_id"].to_numpy(dtype=object)
         self.scientific = study.scientific
-        self.cells = study._extra.get("cells") or [{}]
+        self.cells = study.cells
         self.cell_index = self._cell_index()
         self.completed = self.frame["status"].to_numpy() == "completed"
         self.infeasible = self.frame["status"].to_numpy() == "infeasible"
@@ -119,9 +122,9 @@ class Prepared:
             self._best = {}
             for i in range(len(self.cells)):
                 rows = np.flatnonzero((self.cell_index == i) & self.completed)
-                rows = rows[np.isfinite(self.loss[rows])]
-                if len(rows):
-                    self._best[i] = int(rows[np.argmin(self.loss[rows])])
+                position = best_position(self.sign * self.loss[rows], self.direction)
+                if position is not None:
+                    self._best[i] = int(rows[position])
         return self._best
 
     def top_rows(self, k):
@@ -133,8 +136,8 @@ class Prepared:
 
     def _dimensions(self):
         dimensions = []
-        for hp in self.study.space.space:
-            if isinstance(hp, hp_module.Fixed) or hp.name in self.study.fixed:
+        for hp in self.study.hyperparameters:
+            if not hp.tunable or hp.name in self.study.fixed:
                 continue
             if hp.name in self.scientific:
                 role = "scientific"
@@ -158,7 +161,7 @@ class Prepared:
 
         Epochs without a value are dropped.
         """
-        epochs, columns = self.study._curve_arrays(self.trial_id(row))
+        epochs, columns = self.study.curve_arrays(self.trial_id(row))
         values = columns.get(metric or self.objective)
         if values is None:
             return epochs[:0], np.zeros(0)
@@ -167,13 +170,12 @@ class Prepared:
 
     def metrics(self, row):
         """Names of the metrics the trial in `row` logged."""
-        return list(self.study._curve_arrays(self.trial_id(row))[1])
+        return list(self.study.curve_arrays(self.trial_id(row))[1])
 
 
 def prepare(study):
-    """The `Prepared` data of `study`, built on first use and kept on the study."""
-    prepared = getattr(study, _CACHE_ATTRIBUTE, None)
+    """The `Prepared` data of `study` (a `StudyReader`), built on first use and kept for it."""
+    prepared = _PREPARED.get(study)
     if prepared is None:
-        prepared = Prepared(study)
-        setattr(study, _CACHE_ATTRIBUTE, prepared)
+        prepared = _PREPARED[study] = Prepared(study)
     return prepared

@@ -1,5 +1,9 @@
 """The playbook's questions about a finished round of experiments, asked of a study.
 
+The thresholds below cite the public playbook's sections by title (their
+addresses are in `kplaybook.citations`); each finding carries its section's
+address as `Finding.reference`.
+
 `run_checks(study)` (also `study.check()`) returns a list of `Finding`s: one
 per problem found, each with a code, a severity, a one-sentence message, what
 to do about it and the numbers behind it. A study without a problem gives no
@@ -8,35 +12,37 @@ with where it comes from; where the playbook gives no number, the comment
 says what the number means instead.
 """
 
-import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
-from keras_tuner.engine import hyperparameters as hp_module
 
 from kplaybook import roles
 from kplaybook.analysis._prepared import prepare
 from kplaybook.callbacks.gradient_clipping import AGGRESSIVE_CLIP_FRACTION
+from kplaybook.citations import mention
+from kplaybook.citations import url
+from kplaybook.findings import Finding
+from kplaybook.records import markers
 
 # -- thresholds ----------------------------------------------------------------
 
-#: PLAYBOOK.md 19 ("best trials near a boundary"); the issue fixes "near" as
+#: "Identifying bad search space boundaries" ("best trials near a boundary"); "near" is
 #: the outer 10% of a dimension, in the coordinates the search samples in.
 BOUNDARY_FRACTION = 0.10
 #: For "the best trial is the sampled extreme and the objective improves
 #: towards that edge": the trials compared with the rest are this share of a
 #: cell's completed trials nearest the edge (at least 2).
 EDGE_NEIGHBOURS_FRACTION = 1 / 3
-#: PLAYBOOK.md 22 gives no number for "a large infeasible fraction": above a
+#: "Extracting insight from experimental results" gives no number for "a large infeasible fraction": above a
 #: quarter of the trials, the budget lost to infeasible points is a warning.
 INFEASIBLE_WARNING_FRACTION = 0.25
-#: PLAYBOOK.md 19, "all trials above some LR are infeasible": at least this
+#: "Identifying bad search space boundaries": "all trials above some LR are infeasible": at least this
 #: many trials in a row at the top of a dimension, and none feasible above.
 INFEASIBLE_EDGE_MIN_TRIALS = 2
 #: have_we_sampled_enough.png starts at 6 trials: fewer cannot be judged.
 MIN_TRIALS_FOR_SAMPLING = 6
-#: PLAYBOOK.md 20 gives no formula. The expected best-of-k flattens once
+#: "Not sampling enough points in the search space" gives no formula. The expected best-of-k flattens once
 #: enough trials land in the good region; if the second half of the budget
 #: (k = n/2 to n) still brought more than this share of the expected gain
 #: from k = 1 to k = n, the curve has not flattened: more trials needed.
@@ -45,27 +51,28 @@ MIN_TRIALS_FOR_SAMPLING = 6
 #: have_we_sampled_enough.png stop shrinking. Fewer trials pass when many
 #: land near the best, more are needed when the best is a lone outlier.
 SAMPLING_LATE_GAIN = 0.15
-#: PLAYBOOK.md 23, "worsens by a meaningful margin": the final validation
+#: "Examining the training curves", "worsens by a meaningful margin": the final validation
 #: value is worse than its minimum by more than 5% of that minimum.
 OVERFITTING_MARGIN = 0.05
 #: Epochs after the validation minimum needed to call a rise "worsening".
 OVERFITTING_EPOCHS_AFTER = 2
-#: PLAYBOOK.md 24, "late in training": the last quarter of the epochs.
+#: "Examining the training curves", "late in training": the last quarter of the epochs.
 LATE_FRACTION = 0.25
-#: PLAYBOOK.md 24 gives no number for "high variance": epoch-to-epoch noise
+#: "Examining the training curves" gives no number for "high variance": epoch-to-epoch noise
 #: of the validation objective above 5% of its value in the last quarter.
 LATE_VARIANCE_RATIO = 0.05
-#: PLAYBOOK.md 25 and the issue: "still improving over the last 10% of training".
+#: "Examining the training curves": "still improving over the last 10% of training".
 STILL_IMPROVING_FRACTION = 0.10
 #: A gain counts as improvement when above 1% of the curve's total gain
 #: (first epoch to best); smaller gains are within noise of a flat curve.
 IMPROVEMENT_TOLERANCE = 0.01
-#: PLAYBOOK.md 25, "saturated long before the end": no improvement over the
+#: "Examining the training curves", "saturated long before the end": no improvement over the
 #: whole second half of training.
 SATURATED_FRACTION = 0.5
-#: PLAYBOOK.md 33: best step always in the first 10% -> far too many steps.
+#: "Deciding how long to train when training is not compute-bound": best step
+#: always in the first 10% -> far too many steps.
 BEST_STEP_EARLY_FRACTION = 0.10
-#: PLAYBOOK.md 33: best step consistently in the last 25% -> train longer.
+#: the same section: best step consistently in the last 25% -> train longer.
 BEST_STEP_LATE_FRACTION = 0.25
 #: "Consistently": at least three quarters of the best trials.
 BEST_STEP_CONSISTENT_SHARE = 0.75
@@ -88,38 +95,6 @@ CODES = (
     "aggressive_clipping",
     "fixed_optimizer_hparams",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One answer of `study.check()`: a problem the playbook asks about, and what to do.
-
-    Attributes:
-        code: str, which check found it (one of `kplaybook.analysis.checks.CODES`).
-        severity: "warning" (conclusions may be wrong until it is fixed) or
-            "info" (worth knowing, nothing is wrong).
-        message: str, one sentence: what was found, with the numbers.
-        recommendation: str, what to do about it.
-        evidence: dict of the numbers and trial ids behind the message
-            (JSON-serialisable).
-
-    Example:
-
-    ```python
-    for finding in kp.Study.load("saved_studies/depth").check():
-        print(finding.severity, finding.code, finding.message)
-    ```
-    """
-
-    code: str
-    severity: str
-    message: str
-    recommendation: str
-    evidence: dict = dataclasses.field(default_factory=dict)
-
-    def to_dict(self):
-        """The finding as a plain dict (as written to findings.json)."""
-        return dataclasses.asdict(self)
 
 
 def run_checks(study):
@@ -228,7 +203,7 @@ def _boundary(p):
                     f"range [{_fmt(dim.low)}, {_fmt(dim.high)}]: the search space may "
                     "be too small.",
                     f"Expand {dim.name}'s range {where} {_fmt(bound)} and re-run "
-                    "before concluding (PLAYBOOK.md 19).",
+                    f"before concluding {mention('search_space_boundaries')}.",
                     {
                         "hyperparameter": dim.name,
                         "edge": edge,
@@ -239,6 +214,7 @@ def _boundary(p):
                         "coordinates": [float(u[row]) for _, row in cells],
                         "scientific": labels,
                     },
+                    url("search_space_boundaries"),
                 )
             )
     return findings
@@ -274,29 +250,38 @@ def _infeasible_fraction(p):
         recommendation = (
             f"Make higher {edge['hyperparameter']} values stable (learning-rate warmup, "
             "gradient clipping: kp.warmup_sweep, kp.callbacks.GradientClipping) rather "
-            "than narrowing the range (PLAYBOOK.md 19, 30)."
+            f"than narrowing the range {mention('instability_fixes')}."
         )
+        reference = url("instability_fixes")
         severity = "warning"
     elif share > INFEASIBLE_WARNING_FRACTION:
         recommendation = (
             "Narrow or re-parameterise the search space, or look for a bug behind the "
-            "reasons above (PLAYBOOK.md 22)."
+            f"reasons above {mention('extracting_insight')}."
         )
+        reference = url("extracting_insight")
         severity = "warning"
     else:
         recommendation = (
-            "Nothing to do: a few infeasible trials are a normal part of a search (PLAYBOOK.md 21)."
+            "Nothing to do: a few infeasible trials are a normal part of a search "
+            f"{mention('extracting_insight')}."
         )
+        reference = url("extracting_insight")
         severity = "info"
-    return [Finding("infeasible_fraction", severity, message, recommendation, evidence)]
+    return [Finding("infeasible_fraction", severity, message, recommendation, evidence, reference)]
 
 
 #: Reasons that mean training was unstable (an out-of-memory trial is not).
-INSTABILITY_REASONS = ("nan_loss", "diverged")
+INSTABILITY_REASONS = markers.INSTABILITY_REASONS
 
 
 def _infeasible_edges(p):
-    """Optimizer hyperparameters above some value of which every trial diverged (PLAYBOOK.md 19)."""
+    """Optimizer hyperparameters above some value of which every trial diverged.
+
+    The playbook's "Identifying bad search space boundaries": all trials
+    above some learning rate infeasible, with the best trials at that edge,
+    suggest instability.
+    """
     edges = []
     best_rows = list(p.best_rows().values())
     unstable = p.infeasible & p.frame["infeasible_reason"].isin(INSTABILITY_REASONS).to_numpy()
@@ -342,7 +327,8 @@ def _infeasible_edges(p):
 def _best_of_k(losses, ks):
     """Exact distribution of the best of k draws (with replacement) from `losses`.
 
-    The bootstrap of PLAYBOOK.md 20 in closed form: with the n values sorted,
+    The bootstrap of the playbook's "Not sampling enough points in the
+    search space" in closed form: with the n values sorted,
     P(best of k is at rank >= i) = ((n - i) / n) ** k. Returns (mean, the 5,
     25, 50, 75, 95% quantiles) per k, with no sampling noise.
     """
@@ -407,8 +393,8 @@ def _sampling_density(p):
                     for label, n, gain in sparse
                 )
                 + ".",
-                "Run more trials per scientific value before comparing them (PLAYBOOK.md 20; "
-                "see the sampling plot).",
+                "Run more trials per scientific value before comparing them (see the "
+                f"sampling plot) {mention('sampling_enough')}.",
                 {
                     "cells": [
                         {"scientific": label, "completed": n, "late_gain": gain}
@@ -416,6 +402,7 @@ def _sampling_density(p):
                     ],
                     "threshold": SAMPLING_LATE_GAIN,
                 },
+                url("sampling_enough"),
             )
         )
     if few:
@@ -427,11 +414,12 @@ def _sampling_density(p):
                 f"{MIN_TRIALS_FOR_SAMPLING} completed trials ("
                 + "; ".join(f"{label}: {n}" for label, n in few)
                 + "), too few to tell whether the search space was sampled densely enough.",
-                "Run more trials per scientific value (PLAYBOOK.md 20).",
+                f"Run more trials per scientific value {mention('sampling_enough')}.",
                 {
                     "cells": [{"scientific": label, "completed": n} for label, n in few],
                     "minimum": MIN_TRIALS_FOR_SAMPLING,
                 },
+                url("sampling_enough"),
             )
         )
     return findings
@@ -508,8 +496,9 @@ def _overfitting(p):
             )
             + ".",
             "Add or better tune regularisation (as nuisance hyperparameters) before "
-            "comparing scientific values (PLAYBOOK.md 23).",
+            f"comparing scientific values {mention('training_curves')}.",
             {"trials": hits, "margin": OVERFITTING_MARGIN},
+            url("training_curves"),
         )
     ]
 
@@ -554,8 +543,9 @@ def _late_variance(p):
             )
             + ", so comparisons between trials are noisy.",
             "Use a bigger batch, more validation data, learning-rate decay or Polyak "
-            "averaging (Keras optimizers' use_ema=True) (PLAYBOOK.md 24).",
+            f"averaging (Keras optimizers' use_ema=True) {mention('training_curves')}.",
             {"trials": hits, "ratio": LATE_VARIANCE_RATIO, "late_fraction": LATE_FRACTION},
+            url("training_curves"),
         )
     ]
 
@@ -594,8 +584,9 @@ def _improving_or_saturated(p):
                 )
                 + "): training is compute-bound.",
                 "Train longer (or change the schedule) for every trial before concluding "
-                "(PLAYBOOK.md 25).",
+                f"{mention('training_curves')}.",
                 {"trials": improving, "window": STILL_IMPROVING_FRACTION},
+                url("training_curves"),
             )
         )
     if saturated:
@@ -610,8 +601,9 @@ def _improving_or_saturated(p):
                     for h in saturated
                 )
                 + ").",
-                "Fewer training steps would give the same result faster (PLAYBOOK.md 25).",
+                f"Fewer training steps would give the same result faster {mention('training_curves')}.",
                 {"trials": saturated, "fraction": SATURATED_FRACTION},
+                url("training_curves"),
             )
         )
     return findings
@@ -644,8 +636,10 @@ def _best_step(p):
                 "warning",
                 f"The best trials all reach their best {p.objective} in the first "
                 f"{BEST_STEP_EARLY_FRACTION:.0%} of training (best epochs {steps}).",
-                "Train for far fewer steps: the rest of training is wasted (PLAYBOOK.md 33).",
+                "Train for far fewer steps: the rest of training is wasted "
+                f"{mention('how_long_to_train')}.",
                 {"trials": judged, "fraction": BEST_STEP_EARLY_FRACTION},
+                url("how_long_to_train"),
             )
         ]
     late = fractions > 1 - BEST_STEP_LATE_FRACTION
@@ -657,8 +651,10 @@ def _best_step(p):
                 f"{int(late.sum())} of the {len(judged)} best trials reach their best "
                 f"{p.objective} in the last {BEST_STEP_LATE_FRACTION:.0%} of training "
                 f"(best epochs {steps}).",
-                "Train longer and re-tune the learning-rate decay schedule (PLAYBOOK.md 33).",
+                "Train longer and re-tune the learning-rate decay schedule "
+                f"{mention('how_long_to_train')}.",
                 {"trials": judged, "fraction": BEST_STEP_LATE_FRACTION},
+                url("how_long_to_train"),
             )
         ]
     return []
@@ -693,8 +689,9 @@ def _aggressive_clipping(p):
             + ", ".join(f"trial {h['trial']}: {h['clip_fraction']:.0%}" for h in hits[:3])
             + ").",
             "Clipping that often just lowers the learning rate: lower the learning rate "
-            "instead, or raise the clipping threshold (PLAYBOOK.md 32).",
+            f"instead, or raise the clipping threshold {mention('gradient_clipping')}.",
             {"trials": hits, "threshold": AGGRESSIVE_CLIP_FRACTION},
+            url("gradient_clipping"),
         )
     ]
 
@@ -708,9 +705,9 @@ def _fixed_optimizer_hparams(p):
     for name, value in study.fixed.items():
         if roles.is_optimizer_hyperparameter(name):
             named[name] = ("fixed", value)
-    for hp in study.space.space:
+    for hp in study.hyperparameters:
         if (
-            isinstance(hp, hp_module.Fixed)
+            not hp.tunable
             and hp.name not in named
             and roles.is_optimizer_hyperparameter(hp.name)
         ):
@@ -731,12 +728,13 @@ def _fixed_optimizer_hparams(p):
             f"Optimizer hyperparameters are not nuisance: {'; '.join(parts)}, so the "
             "comparison holds only for these settings.",
             "Make optimizer hyperparameters nuisance (tuned for every scientific value), "
-            "e.g. with kp.spaces.adam(hp, budget) (PLAYBOOK.md 9).",
+            f"e.g. with kp.spaces.adam(hp, budget) {mention('scientific_nuisance_fixed')}.",
             {
                 "hyperparameters": {
                     name: {"role": role, "value": value} for name, (role, value) in named.items()
                 }
             },
+            url("scientific_nuisance_fixed"),
         )
     ]
 

@@ -1,23 +1,35 @@
-"""`kp.compare`: is one study's result better than another's by more than seed noise? (PLAYBOOK.md 36)."""
+"""`kp.compare`: is one study's result better than another's by more than seed noise?
+
+The playbook's "Determining whether to adopt a training pipeline change or
+hyperparameter configuration"
+(https://github.com/google-research/tuning_playbook#determining-whether-to-adopt-a-training-pipeline-change-or-hyperparameter-configuration)
+asks that a gain beat the variance of retraining before it is adopted.
+"""
 
 import math
 import os
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from kplaybook.analysis._prepared import prepare
-from kplaybook.analysis.replicates import read_replicates
 from kplaybook.errors import StudyError
+from kplaybook.records import StudyReader
+from kplaybook.results import Result
 
-#: PLAYBOOK.md 36 asks that a gain "beat the retrain noise". A gap counts as
+#: The playbook asks that a gain beat the retrain noise. A gap counts as
 #: beating it when larger than 2 standard errors of the difference of the
 #: two means (about 95% for normal noise).
 NOISE_SIGMAS = 2.0
 
 
-class Comparison:
+class Comparison(Result):
     """The result of `kp.compare(study_a, study_b)`.
+
+    A `kplaybook.results.Result`: `to_dataframe()` (the table), `plot()`,
+    `summary()` (the table and a verdict per row; also ``print(comparison)``),
+    `save(path)` / `Comparison.load(path)`.
 
     Attributes:
         table: pandas DataFrame, one row per scientific value the studies
@@ -33,11 +45,58 @@ class Comparison:
         names: the two studies' names.
     """
 
+    kind = "comparison"
+
     def __init__(self, table, objective, direction, names):
         self.table = table
         self.objective = objective
         self.direction = direction
-        self.names = names
+        self.names = tuple(names)
+
+    def to_dataframe(self):
+        """One row per compared scientific value (see the class docstring for the columns)."""
+        return self.table.copy()
+
+    def to_json(self):
+        """The table and what was compared (see `Result.save`)."""
+        return {
+            "objective": self.objective,
+            "direction": self.direction,
+            "names": list(self.names),
+            "table": self.table.to_dict("records"),
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        """The comparison from `to_json`'s data."""
+        table = pd.DataFrame(data["table"])
+        for column in ("a_std", "b_std", "noise"):
+            if column in table:
+                table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+        return cls(table, data["objective"], data["direction"], data["names"])
+
+    def plot(self):
+        """Mean ± std of both studies per scientific value, side by side; a matplotlib Figure."""
+        table = self.table
+        fig = Figure(figsize=(max(4.5, 1.4 * len(table) + 2), 3.8), layout="constrained")
+        ax = fig.add_subplot()
+        x = np.arange(len(table), dtype=float)
+        for offset, side, color in ((-0.15, "a", "#3a76c4"), (0.15, "b", "#e8873a")):
+            std = table[f"{side}_std"].to_numpy(dtype=float)
+            ax.errorbar(
+                x + offset,
+                table[f"{side}_mean"].to_numpy(dtype=float),
+                yerr=np.where(np.isfinite(std), std, 0.0),
+                fmt="o",
+                capsize=4,
+                color=color,
+                label=self.names[0 if side == "a" else 1],
+            )
+        ax.set_xticks(x, [str(v) for v in table["scientific"]])
+        ax.set_ylabel(f"{self.objective} ({self.direction}), mean ± std")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+        return fig
 
     def verdicts(self):
         """One sentence per row saying which study is better and whether it beats the noise."""
@@ -71,7 +130,8 @@ class Comparison:
                 )
         return lines
 
-    def __str__(self):
+    def summary(self):
+        """The table and one verdict per row, as text."""
         shown = self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
         return (
             f"{self.objective} ({self.direction}): a = {self.names[0]}, b = {self.names[1]}\n{shown}\n"
@@ -85,7 +145,7 @@ class Comparison:
 def _samples(study):
     """dict cell label -> (scientific dict, objective samples) of each scientific value's best trial."""
     p = prepare(study)
-    replicates = read_replicates(study)
+    replicates = study.replicates()
     samples = {}
     for cell, row in p.best_rows().items():
         trial_id = p.trial_id(row)
@@ -127,9 +187,10 @@ def compare(study_a, study_b):
     print(kp.compare(base, new))
     ```
     """
-    from kplaybook.study import Study
-
-    studies = [s if isinstance(s, Study) else Study.load(os.fspath(s)) for s in (study_a, study_b)]
+    studies = [
+        s if isinstance(s, StudyReader) else StudyReader.load(os.fspath(s))
+        for s in (study_a, study_b)
+    ]
     a, b = studies
     if (a.objective, a.direction) != (b.objective, b.direction):
         raise StudyError(

@@ -8,20 +8,25 @@ import math
 import typing
 
 import numpy as np
-from keras_tuner.engine import hyperparameters as hp_module
 
 from kplaybook.analysis import checks
 from kplaybook.analysis._prepared import prepare
 
 
 class AxisPanel(typing.NamedTuple):
-    """One basic hyperparameter axis plot (PLAYBOOK.md 18): objective vs one hyperparameter.
+    """One basic hyperparameter axis plot: objective vs one hyperparameter ("Identifying bad search space boundaries").
 
     `x` holds numeric values, or category positions when `categories` is set;
     `cell` indexes `cell_labels` (the scientific value of each point).
-    Infeasible trials are at `infeasible_y`, above every feasible value (the
+    Infeasible trials are at `infeasible_y`, above every shown value (the
     top of the plot, whichever the objective's direction).
     `top` indexes the top 3 trials of the study among the points.
+
+    The objective axis is zoomed onto the useful range: when some trials are
+    far worse than most (`ZOOM_QUANTILE`, `ZOOM_MARGIN`), `y_limit` is the
+    worst value shown; `clipped` marks the points whose value lay beyond it,
+    drawn at `y_limit` (their true values stay in `y_true`). `y_limit` is
+    None when nothing was clipped.
     """
 
     hyperparameter: str
@@ -40,10 +45,13 @@ class AxisPanel(typing.NamedTuple):
     infeasible_trial_ids: list
     top: np.ndarray
     objective: str
+    y_true: np.ndarray
+    clipped: np.ndarray
+    y_limit: float | None
 
 
 class IsolationData(typing.NamedTuple):
-    """The isolation plot (PLAYBOOK.md 11): best objective per scientific value.
+    """The isolation plot: best objective per scientific value ("Detecting whether a change is useful with isolation plots").
 
     `mean`, `std` and `replicates` come from `study.replicate()` (NaN and 0
     when no replicate was run). `x` is numeric when the single scientific
@@ -84,7 +92,7 @@ class CurvesData(typing.NamedTuple):
 
 
 class GradNormData(typing.NamedTuple):
-    """Per-step gradient norms of one trial, their histogram and clip thresholds (PLAYBOOK.md 29, 32).
+    """Per-step gradient norms of one trial, their histogram and clip thresholds ("Gradient clipping").
 
     `clip_threshold` is the logged threshold per step (NaN when clipping was
     off or still collecting norms); `percentile_90` is the playbook's
@@ -103,7 +111,7 @@ class GradNormData(typing.NamedTuple):
 
 
 class SamplingPanel(typing.NamedTuple):
-    """Best-of-k against k for one scientific value (PLAYBOOK.md 20).
+    """Best-of-k against k for one scientific value ("Not sampling enough points in the search space").
 
     `quantiles[:, j]` are the 5, 25, 50, 75 and 95% quantiles of the best of
     k trials drawn with replacement, `mean` its expectation, in objective
@@ -121,6 +129,12 @@ class SamplingPanel(typing.NamedTuple):
 
 #: Faint context curves drawn per scientific value with `which="best"`.
 CONTEXT_CURVES = 10
+#: The axis plots show the completed trials up to this quantile of their
+#: objective, plus `ZOOM_MARGIN` of the span from the best to it: the good
+#: region stays readable when a few trials are orders of magnitude worse
+#: (the playbook's axis plots show the good region, not the outliers).
+ZOOM_QUANTILE = 0.8
+ZOOM_MARGIN = 0.25
 
 
 def varied_hyperparameters(study):
@@ -153,9 +167,20 @@ def axis_plot_data(study, hp_name=None):
     top_rows = set(int(r) for r in p.top_rows(3))
     feasible = np.flatnonzero(p.completed & np.isfinite(p.loss))
     objective = p.sign * p.loss
+    shown_loss = p.loss.copy()
+    clipped_all = np.zeros(len(p.loss), dtype=bool)
+    y_limit = None
     if len(feasible):
+        losses = p.loss[feasible]
+        best, quantile = float(losses.min()), float(np.quantile(losses, ZOOM_QUANTILE))
+        limit = quantile + ZOOM_MARGIN * (quantile - best)
+        if losses.max() > limit > best:
+            clipped_all[feasible] = p.loss[feasible] > limit
+            shown_loss = np.where(clipped_all, limit, p.loss)
+            y_limit = float(p.sign * limit)
+        shown = p.sign * shown_loss[feasible]
         # At the top, as in the playbook's figures, for either direction.
-        top, bottom = objective[feasible].max(), objective[feasible].min()
+        top, bottom = shown.max(), shown.min()
         infeasible_y = float(top + 0.08 * ((top - bottom) or abs(top) or 1.0))
     else:
         infeasible_y = 1.0
@@ -182,11 +207,11 @@ def axis_plot_data(study, hp_name=None):
                 hyperparameter=name,
                 role=dim.role,
                 log_scale=bool(dim.log),
-                integer=isinstance(dim.hp, hp_module.Int),
+                integer=dim.integer,
                 categories=categories,
                 bounds=(dim.low, dim.high) if dim.numeric else None,
                 x=x_all[rows],
-                y=objective[rows],
+                y=p.sign * shown_loss[rows],
                 trial_ids=p.trial_ids[rows].tolist(),
                 cell=p.cell_index[rows],
                 cell_labels=[p.cell_label(i) for i in range(len(p.cells))],
@@ -195,6 +220,9 @@ def axis_plot_data(study, hp_name=None):
                 infeasible_trial_ids=p.trial_ids[bad].tolist(),
                 top=np.array([i for i, r in enumerate(rows) if int(r) in top_rows], dtype=int),
                 objective=p.objective,
+                y_true=objective[rows],
+                clipped=clipped_all[rows],
+                y_limit=y_limit,
             )
         )
     return panels
@@ -202,8 +230,6 @@ def axis_plot_data(study, hp_name=None):
 
 def isolation_plot_data(study):
     """The `IsolationData` of `study` (replicates included when `study.replicate()` ran)."""
-    from kplaybook.analysis.replicates import read_replicates
-
     p = prepare(study)
     best = p.best_rows()
     labels = [p.cell_label(i) for i in range(len(p.cells))]
@@ -217,7 +243,7 @@ def isolation_plot_data(study):
     best_values = np.array(
         [p.sign * p.loss[best[i]] if i in best else np.nan for i in range(len(p.cells))]
     )
-    replicates = read_replicates(study)
+    replicates = study.replicates()
     mean = np.full(len(p.cells), np.nan)
     std = np.zeros(len(p.cells))
     count = np.zeros(len(p.cells), dtype=int)
@@ -269,15 +295,12 @@ def curves_plot_data(study, which="best"):
         bold = best_set
     else:
         index = {tid: i for i, tid in enumerate(p.frame["trial_id"])}
-        rows = []
-        for trial_id in which:
-            study._trial(trial_id)
-            rows.append(index[study._trial(trial_id).trial_id])
+        rows = [index[study.trial(trial_id).trial_id] for trial_id in which]
         bold = set(rows)
     validation = p.objective if p.objective != "loss" else "val_loss"
     series = []
     for row in sorted(rows, key=lambda r: r in bold):  # bold drawn last, on top
-        epochs, columns = study._curve_arrays(p.trial_id(row))
+        epochs, columns = study.curve_arrays(p.trial_id(row))
         nan = np.full(len(epochs), np.nan)
         series.append(
             CurveSeries(
@@ -335,6 +358,21 @@ def grad_norm_plot_data(study, trial_id, bins=40):
         histogram=histogram,
         bin_edges=edges,
         log_scale=log_scale,
+    )
+
+
+def best_trial_with_grad_norms(study):
+    """The id of the best completed trial that logged per-step gradient norms.
+
+    Raises:
+        ValueError: no trial logged them (the message says how to log them).
+    """
+    for trial_id in study.ranked():
+        if study.has_steps(trial_id) and "grad_norm" in study.steps(trial_id):
+            return trial_id
+    raise ValueError(
+        f"No trial of study {study.name!r} logged per-step gradient norms; run the "
+        "search with kp.callbacks.GradientNormLogger() among the callbacks."
     )
 
 

@@ -35,7 +35,7 @@ def render_axis(panels, title=None):
     for ax, panel in zip(axes, panels):
         cells = np.unique(panel.cell) if len(panel.cell) else []
         for cell in cells:
-            mask = panel.cell == cell
+            mask = (panel.cell == cell) & ~panel.clipped
             label = panel.cell_labels[cell] if len(panel.cell_labels) > 1 else "feasible trials"
             ax.scatter(
                 panel.x[mask],
@@ -45,6 +45,15 @@ def render_axis(panels, title=None):
                 edgecolor=_colour(cell),
                 alpha=0.85,
                 label=label,
+            )
+        if panel.clipped.any():
+            ax.scatter(
+                panel.x[panel.clipped],
+                panel.y[panel.clipped],
+                marker="^" if panel.y_limit >= np.nanmin(panel.y) else "v",
+                s=30,
+                color="0.55",
+                label=f"{int(panel.clipped.sum())} worse than the axis shows",
             )
         if len(panel.infeasible_x):
             ax.scatter(

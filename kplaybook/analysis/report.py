@@ -9,7 +9,6 @@ import base64
 import datetime
 import html
 import io
-import json
 import os
 
 import pandas as pd
@@ -17,8 +16,7 @@ import pandas as pd
 from kplaybook.analysis import plot_data
 from kplaybook.analysis import plots
 from kplaybook.analysis._prepared import prepare
-from kplaybook.analysis.replicates import read_replicates
-from kplaybook.study import _json_safe
+from kplaybook.records import files
 
 FORMATS = ("html", "md", "csv", "json")
 
@@ -44,29 +42,31 @@ def check_formats(formats):
 
 
 def spreadsheet_row(study):
-    """The study as one tracking-spreadsheet row (PLAYBOOK.md 38): dict column -> value.
+    """The study as one tracking-spreadsheet row: dict column -> value.
+
+    The playbook's "Setting up experiment tracking"
+    (https://github.com/google-research/tuning_playbook#setting-up-experiment-tracking)
+    keeps one spreadsheet row per study.
 
     Columns: study, goal, trials, completed, infeasible, failed, objective,
     best (the best value), best_trial, best_scientific, command (how to
     reproduce; None when the search ran from an interactive session),
     directory.
     """
-    frame = study.to_dataframe()
     counts = study.status_counts()
-    done = frame[frame["status"] == "completed"]
     best_value = best_trial = best_scientific = None
-    if len(done):
-        index = (
-            done["objective"].idxmin() if study.direction == "min" else done["objective"].idxmax()
+    best_id = study.best_trial_id()
+    if best_id is not None:
+        best = study.trial(best_id)
+        best_value, best_trial = best.score, best.trial_id
+        best_scientific = (
+            ", ".join(f"{n}={best.values.get(n)}" for n in study.scientific) or None
         )
-        best = done.loc[index]
-        best_value, best_trial = float(best["objective"]), best["trial_id"]
-        best_scientific = ", ".join(f"{n}={best[n]}" for n in study.scientific) or None
     notes = study.notes
     return {
         "study": study.name,
         "goal": notes.get("goal"),
-        "trials": len(frame),
+        "trials": len(study.trial_ids),
         "completed": counts["completed"],
         "infeasible": counts["infeasible"],
         "failed": counts["failed"],
@@ -116,30 +116,33 @@ def _png(figure):
 
 
 def write(study, directory, formats=FORMATS):
-    """Write the summary files of `study` into `directory`; returns dict file name -> path."""
+    """Write the summary files of `study` (a `StudyReader`) into `directory`; returns dict name -> path."""
     formats = check_formats(formats)
+    directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     paths = {}
     frame = study.to_dataframe()
     best = study.best_per_scientific()
     findings = study.check()
     row = spreadsheet_row(study)
-    replicates = read_replicates(study)
+    replicates = study.replicates()
 
     def target(name):
         paths[name] = os.path.join(directory, name)
         return paths[name]
 
     if "csv" in formats:
-        frame.to_csv(target("trials.csv"), index=False)
-        best.to_csv(target("best_per_scientific.csv"), index=False)
-        pd.DataFrame([row]).to_csv(target("spreadsheet_row.csv"), index=False)
+        files.write_text(target("trials.csv"), frame.to_csv(index=False))
+        files.write_text(target("best_per_scientific.csv"), best.to_csv(index=False))
+        files.write_text(target("spreadsheet_row.csv"), pd.DataFrame([row]).to_csv(index=False))
         if len(replicates):
-            replicates.to_csv(target("replicates.csv"), index=False)
+            files.write_text(target("replicates.csv"), replicates.to_csv(index=False))
     if "json" in formats:
-        with open(target("findings.json"), "w") as f:
-            json.dump(_json_safe([x.to_dict() for x in findings]), f, indent=1, allow_nan=False)
-        study._write_study_json(
+        files.write_json(
+            target("findings.json"), files.json_safe([x.to_dict() for x in findings]), indent=1
+        )
+        _write_study_json(
+            study,
             target("study.json"),
             frame,
             extra={
@@ -152,16 +155,66 @@ def write(study, directory, formats=FORMATS):
         os.makedirs(os.path.join(directory, "plots"), exist_ok=True)
         for name, (title, figure) in _figures(study).items():
             png = _png(figure)
-            with open(target(f"plots/{name}.png"), "wb") as f:
-                f.write(png)
+            files.write_text(target(f"plots/{name}.png"), png)
             images[name] = (title, png)
     if "md" in formats:
-        with open(target("summary.md"), "w") as f:
-            f.write(_markdown(study, row, findings, best, replicates, images))
+        files.write_text(
+            target("summary.md"), _markdown(study, row, findings, best, replicates, images)
+        )
     if "html" in formats:
-        with open(target("report.html"), "w") as f:
-            f.write(_html(study, row, findings, best, replicates, frame, images))
+        files.write_text(
+            target("report.html"), _html(study, row, findings, best, replicates, frame, images)
+        )
     return paths
+
+
+def _write_study_json(study, path, frame, extra=None):
+    """`study.json`: the whole study in one self-contained file (curves and per-step values included)."""
+    trials = []
+    curves = []
+    for record in frame.to_dict("records"):
+        trial_id = record["trial_id"]
+        epochs, columns = study.curve_arrays(trial_id)
+        curve = {
+            "epoch": epochs.tolist(),
+            **{name: files.finite_list(values) for name, values in columns.items()},
+        }
+        steps = None
+        if study.has_steps(trial_id):
+            frame_steps = study.steps(trial_id)
+            if len(frame_steps):
+                steps = {
+                    "step": [int(s) for s in frame_steps.index],
+                    **{
+                        name: files.finite_list(frame_steps[name].to_numpy())
+                        for name in frame_steps.columns
+                    },
+                }
+        trials.append(record)
+        curves.append((curve, steps))
+    summary = files.json_safe(
+        {
+            "name": study.name,
+            "directory": os.path.abspath(study.directory),
+            "objective": {"name": study.objective, "direction": study.direction},
+            "config": study.config,
+            "notes": study.notes,
+            "scientific": study.scientific,
+            "fixed": study.fixed,
+            "nuisance": study.nuisance,
+            "status_counts": study.status_counts(),
+            "best_per_scientific": study.best_per_scientific().to_dict("records"),
+            "problems": study.problems,
+            **(extra or {}),
+            "trials": trials,
+        }
+    )
+    for record, (curve, steps) in zip(summary["trials"], curves):
+        # Already JSON-safe (NaN -> None): kept out of the recursive walk.
+        record["curves"] = curve
+        if steps is not None:
+            record["steps"] = steps
+    files.write_json(path, summary)
 
 
 # -- Markdown --------------------------------------------------------------------
@@ -257,6 +310,8 @@ tr.warning td.severity { color: #b3261e; font-weight: 600; }
 tr.info td.severity { color: #2e5fa8; font-weight: 600; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .muted { color: #666; font-size: .9rem; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
+a.ref { font-size: .8rem; }
 code { background: #f4f4f6; padding: 0 .2rem; }
 """
 
@@ -264,7 +319,15 @@ code { background: #f4f4f6; padding: 0 .2rem; }
 def _frame_html(frame, table_id=None):
     shown = frame.astype(object).where(frame.notna(), "")
     shown = shown.map(_cell) if hasattr(shown, "map") else shown.applymap(_cell)
-    return shown.to_html(index=False, escape=True, table_id=table_id, border=0)
+    # Wide tables (many hyperparameters) scroll inside the page instead of overflowing it.
+    table = shown.to_html(index=False, escape=True, table_id=table_id, border=0)
+    return f'<div class="table-scroll">{table}</div>'
+
+
+def _reference_link(reference):
+    if not reference:
+        return ""
+    return f' <a class="ref" href="{html.escape(reference)}">playbook</a>'
 
 
 def _html(study, row, findings, best, replicates, frame, images):
@@ -295,7 +358,7 @@ def _html(study, row, findings, best, replicates, frame, images):
             parts.append(
                 f'<tr class="{e(x.severity)}"><td class="severity">{e(x.severity)}</td>'
                 f"<td><code>{e(x.code)}</code></td><td>{e(x.message)}</td>"
-                f"<td>{e(x.recommendation)}</td></tr>"
+                f"<td>{e(x.recommendation)}{_reference_link(x.reference)}</td></tr>"
             )
         parts.append("</tbody></table>")
     else:

@@ -3,7 +3,7 @@
 import keras
 
 from kplaybook.callbacks import _instrumentation
-from kplaybook.callbacks._step_record import StepRecord
+from kplaybook.records.steps import StepRecord
 
 
 class GradientNormLogger(keras.callbacks.Callback):

@@ -1,4 +1,7 @@
-"""Synchronized batch norm: one set of batch statistics across all replicas (PLAYBOOK.md 39).
+"""Synchronized batch norm: one set of batch statistics across all replicas.
+
+The playbook's "Batch normalization implementation details"
+(https://github.com/google-research/tuning_playbook#batch-normalization-implementation-details).
 
 Under `tf.distribute.MirroredStrategy` each replica of a plain
 `keras.layers.BatchNormalization` normalizes with the statistics of its own
@@ -11,16 +14,9 @@ instead, so every replica normalizes with the global batch's statistics.
 
 import keras
 from keras.src.models.functional import Functional
-from keras_tuner import errors as kt_errors
 
-
-class SyncBatchNormError(kt_errors.FatalValueError):
-    """A model's batch norm layers cannot be converted to synchronized ones.
-
-    It is a `ValueError`; it derives from KerasTuner's `FatalValueError` so
-    that a tuner whose every model would fail the same way stops at once
-    instead of failing trial after trial.
-    """
+from kplaybook.errors import SyncBatchNormError
+from kplaybook.fatal_errors import fatal
 
 
 def sync_batch_norm(model):
@@ -76,7 +72,8 @@ def sync_batch_norm(model):
     if not any(_is_plain_bn(layer) for layer in _all_layers(model)):
         return model
     if not isinstance(model, (keras.Sequential, Functional)):
-        raise SyncBatchNormError(
+        raise fatal(
+            SyncBatchNormError,
             f"sync_batch_norm cannot rebuild {type(model).__name__}, a subclassed "
             "keras.Model (only Functional and Sequential models can be cloned); create "
             "its layers as BatchNormalization(synchronized=True) in the model itself."
@@ -91,7 +88,8 @@ def sync_batch_norm(model):
         try:
             new = layer.__class__.from_config(config)
         except Exception as e:  # noqa: BLE001 - any failure means the layer cannot be copied
-            raise SyncBatchNormError(
+            raise fatal(
+                SyncBatchNormError,
                 f"sync_batch_norm cannot re-create layer {layer.name!r} "
                 f"({type(layer).__name__}) from its config ({e}); give it a complete "
                 "get_config() or create BatchNormalization(synchronized=True) yourself."
@@ -116,14 +114,16 @@ def sync_batch_norm(model):
         # clone_model rebuilds a Functional/Sequential subclass with a custom
         # constructor as a plain Functional/Sequential, which would silently
         # drop its own methods (a custom train_step, say).
-        raise SyncBatchNormError(
+        raise fatal(
+            SyncBatchNormError,
             f"sync_batch_norm cannot rebuild {type(model).__name__} with its own class "
             "(its constructor does not take inputs and outputs); create its layers as "
             "BatchNormalization(synchronized=True) in the model itself."
         )
     left = [layer.name for layer in _all_layers(clone) if _is_plain_bn(layer)]
     if left:
-        raise SyncBatchNormError(
+        raise fatal(
+            SyncBatchNormError,
             f"sync_batch_norm cannot convert the batch norm layers {left} because they sit "
             "inside a subclassed model or custom layer; create them as "
             "BatchNormalization(synchronized=True) in that layer itself."
@@ -159,7 +159,8 @@ def _compile_like(clone, model):
     if isinstance(optimizer, keras.optimizers.Optimizer):
         fresh = _recreate(optimizer)
         if fresh is optimizer and optimizer.built:
-            raise SyncBatchNormError(
+            raise fatal(
+                SyncBatchNormError,
                 f"sync_batch_norm cannot re-create the optimizer {type(optimizer).__name__} "
                 "from its config and it already holds the input model's state; convert "
                 "the model before training or register the optimizer's custom objects."

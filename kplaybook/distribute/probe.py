@@ -1,4 +1,8 @@
-"""Batch size and throughput probing (PLAYBOOK.md A): double until out of memory, measure examples/s.
+"""Batch size and throughput probing: double until out of memory, measure examples/s.
+
+The playbook's "Determining the feasible batch sizes and estimating training
+throughput" and "Choosing the batch size to minimize training time"
+(https://github.com/google-research/tuning_playbook#choosing-the-batch-size).
 
 `probe_batch_sizes` trains a fresh model for a few steps at each batch size
 (powers of two by default), catches real out-of-memory errors, discards the
@@ -22,16 +26,23 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from matplotlib.figure import Figure
 
-from kplaybook import infeasibility
-from kplaybook.analysis.checks import Finding
+from kplaybook.citations import mention
+from kplaybook.citations import url
+from kplaybook.distribute.strategy import StrategyWrapper
 from kplaybook.errors import PlaybookWarning
+from kplaybook.errors import StudyError
+from kplaybook.findings import Finding
+from kplaybook.records import files
+from kplaybook.results import Result
+from kplaybook.training import runner
 
-#: PLAYBOOK.md A.3, "the largest batch that still increases throughput":
+#: "Choosing the batch size to minimize training time": the largest batch that still increases throughput;
 #: doubling the batch must raise examples/s by at least 10%, else the extra
 #: size only adds training time (a gain below this is within timing noise).
 MEANINGFUL_GAIN = 1.10
-#: PLAYBOOK.md A.2: until the accelerator saturates, doubling the batch
+#: "Determining the feasible batch sizes...": until the accelerator saturates, doubling the batch
 #: should nearly double throughput; below 1.5x while a later doubling still
 #: pays off means something else (input pipeline, synchronisation) limits it.
 BOTTLENECK_GAIN = 1.5
@@ -51,8 +62,8 @@ _COLUMNS = [
 ]
 
 
-def recommend(table):
-    """The playbook's pick from a throughput table (a pure function).
+def recommend_batch_size(table):
+    """The playbook's batch size from a throughput table, and any bottleneck (a pure function).
 
     Args:
         table: DataFrame with ``batch_size``, ``feasible`` and
@@ -72,7 +83,7 @@ def recommend(table):
     ```python
     table = pd.DataFrame({"batch_size": [8, 16, 32], "feasible": [True] * 3,
                           "examples_per_s": [100.0, 195.0, 200.0]})
-    recommend(table)   # (16, None)
+    recommend_batch_size(table)   # (16, None)
     ```
     """
     done = table[table["feasible"].astype(bool)].sort_values("batch_size")
@@ -107,7 +118,7 @@ def recommend(table):
         "accelerator limits training at small batches.",
         "Fix the bottleneck first (input pipeline: cache/prefetch/parallel map; host "
         "transfers; cross-replica synchronisation) before choosing the batch size "
-        "(PLAYBOOK.md A.2).",
+        f"{mention('feasible_batch_sizes')}.",
         {
             "from": int(prev),
             "to": int(size),
@@ -115,18 +126,26 @@ def recommend(table):
             "threshold": BOTTLENECK_GAIN,
             "poor_doublings": [[int(a), int(b), float(g)] for a, b, g in poor],
         },
+        url("feasible_batch_sizes"),
     )
     return recommended, finding
 
 
-class ProbeResult:
+#: kplaybook 0.1's name of `recommend_batch_size`, kept for old code.
+recommend = recommend_batch_size
+
+
+class ProbeResult(Result):
     """What `probe_batch_sizes` measured: one row per batch size, and the pick.
+
+    A `kplaybook.results.Result`: `to_dataframe()`, `plot()`, `summary()`,
+    `save(path)` / `ProbeResult.load(path)`.
 
     Attributes:
         rows: list of dicts (the `to_dataframe()` rows).
         max_feasible: int or None, the largest size that ran.
         recommended: int or None, the largest size that still paid off in
-            throughput (see `recommend`).
+            throughput (see `recommend_batch_size`).
         bottleneck: a `kp.Finding` ("throughput_bottleneck") or None.
         config: dict, what was probed (model, optimizer, strategy, steps...).
         from_cache: bool, whether this result was read from the cache.
@@ -139,7 +158,7 @@ class ProbeResult:
         table = self.to_dataframe()
         feasible = table[table["feasible"]]
         self.max_feasible = int(feasible["batch_size"].max()) if len(feasible) else None
-        self.recommended, self.bottleneck = recommend(table)
+        self.recommended, self.bottleneck = recommend_batch_size(table)
 
     def to_dataframe(self):
         """One row per batch size: batch_size, feasible, oom_message, step_time_s
@@ -174,30 +193,33 @@ class ProbeResult:
             lines.append("(read from the probe cache)")
         return "\n".join(lines)
 
-    def save(self, path):
-        """Write the result as JSON to `path`; `ProbeResult.load(path)` reads it back."""
-        payload = {"config": self.config, "rows": _json_rows(self.rows)}
-        tmp = os.fspath(path) + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-        return os.fspath(path)
+    kind = "batch_size_probe"
+
+    def to_json(self):
+        """The measured rows and what was probed (see `Result.save`)."""
+        return {"config": self.config, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data, from_cache=False):
+        """The result from `to_json`'s data (NaN stored as null)."""
+        rows = [
+            {k: (math.nan if v is None and k != "oom_message" else v) for k, v in r.items()}
+            for r in data["rows"]
+        ]
+        return cls(rows, data["config"], from_cache=from_cache)
 
     @classmethod
     def load(cls, path, from_cache=False):
-        """Read a result written by `save`."""
-        with open(path) as f:
-            payload = json.load(f)
-        rows = [
-            {k: (math.nan if v is None and k != "oom_message" else v) for k, v in r.items()}
-            for r in payload["rows"]
-        ]
-        return cls(rows, payload["config"], from_cache=from_cache)
+        """Read a result written by `save` (kplaybook 0.1's files too)."""
+        data = files.read_json(os.fspath(path), "probe again or pass a file ProbeResult.save() wrote")
+        if isinstance(data, dict) and "kind" not in data and {"rows", "config"} <= set(data):
+            return cls.from_json(data, from_cache=from_cache)  # written by kplaybook 0.1
+        result = super().load(path)
+        result.from_cache = from_cache
+        return result
 
     def plot(self):
         """Throughput and step time against batch size; a matplotlib Figure."""
-        from matplotlib.figure import Figure
-
         table = self.to_dataframe()
         fig = Figure(figsize=(10, 3.8), layout="constrained")
         left, right = fig.subplots(1, 2)
@@ -219,20 +241,8 @@ class ProbeResult:
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         left.legend(fontsize=8)
-        fig.suptitle("Batch size probe (PLAYBOOK.md A)")
+        fig.suptitle("Batch size probe")
         return fig
-
-
-def _json_rows(rows):
-    out = []
-    for row in rows:
-        out.append(
-            {
-                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in row.items()
-            }
-        )
-    return out
 
 
 # -- data ------------------------------------------------------------------------
@@ -301,13 +311,6 @@ class _StepTimer(keras.callbacks.Callback):
         )
 
 
-def _fresh_session():
-    """`clear_session()` that keeps the user's dtype policy (it resets it to float32)."""
-    policy = keras.config.dtype_policy()
-    keras.backend.clear_session()
-    keras.config.set_dtype_policy(policy)
-
-
 def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
     """One batch size: a row of the table (OOM caught)."""
     row = dict.fromkeys(_COLUMNS)
@@ -343,7 +346,7 @@ def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
             examples_per_s=batch_size / median,
         )
     except Exception as e:  # noqa: BLE001 - OOM is data; anything else is re-raised
-        if not infeasibility.is_oom_error(e):
+        if not runner.is_oom_error(e):
             raise
         message = str(e).strip()
         oom_line = next(
@@ -358,7 +361,7 @@ def _probe_one(build_model, examples, wrapper, batch_size, steps, warmup_steps):
         row["step_time_iqr_s"] = math.nan
     finally:
         del model
-        _fresh_session()
+        runner.fresh_session()
         gc.collect()
     return row
 
@@ -374,7 +377,7 @@ def _check_model(model):
     if steps and steps > 1:
         warnings.warn(
             f"The optimizer accumulates gradients over {steps} steps: that brings no "
-            "throughput (PLAYBOOK.md A.4); probe and train with the real batch size instead.",
+            f"throughput {mention('feasible_batch_sizes')}; probe and train with the real batch size instead.",
             PlaybookWarning,
             stacklevel=4,
         )
@@ -385,8 +388,6 @@ def _check_model(model):
 
 def _child(connection, build_model, dataset, batch_size, steps, warmup_steps):
     try:
-        from kplaybook.distribute.strategy import StrategyWrapper
-
         row = _probe_one(
             build_model, _as_dataset(dataset), StrategyWrapper(), batch_size, steps, warmup_steps
         )
@@ -484,8 +485,6 @@ def _device_names():
 
 
 def _is_default(strategy):
-    from kplaybook.distribute.strategy import StrategyWrapper
-
     inner = strategy.strategy if isinstance(strategy, StrategyWrapper) else strategy
     return inner is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
 
@@ -516,7 +515,10 @@ def probe_batch_sizes(
     max_batch_size=DEFAULT_MAX_BATCH_SIZE,
     cache_dir=None,
 ):
-    """Find the feasible batch sizes and their throughput; recommend one (PLAYBOOK.md A).
+    """Find the feasible batch sizes and their throughput; recommend one.
+
+    The playbook's "Choosing the batch size"
+    (https://github.com/google-research/tuning_playbook#choosing-the-batch-size).
 
     For each global batch size (powers of two from 8, doubling until the
     first out-of-memory error or `max_batch_size`), a fresh model from
@@ -546,7 +548,7 @@ def probe_batch_sizes(
         max_batch_size: cap on the doubling.
         cache_dir: a folder for cached results: re-probing the same model,
             optimizer, devices, data and settings reads the saved result
-            (PLAYBOOK.md A.5) instead of training.
+            (the playbook re-probes whenever the model or optimizer changes) instead of training.
 
     Returns:
         `ProbeResult`: `.to_dataframe()`, `.max_feasible`, `.recommended`,
@@ -566,8 +568,6 @@ def probe_batch_sizes(
     print(result.recommended, result.bottleneck)
     ```
     """
-    from kplaybook.distribute.strategy import StrategyWrapper
-
     for name, value, low in (("steps", steps, 1), ("warmup_steps", warmup_steps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
@@ -628,7 +628,7 @@ def probe_batch_sizes(
             "the GPU from the subprocesses); pass one or the other."
         )
     if cache_dir is not None:
-        _fresh_session()  # layer names restart at dense, dense_1, ...: a stable key
+        runner.fresh_session()  # layer names restart at dense, dense_1, ...: a stable key
         with wrapper.scope():
             model = build_model()
         _check_model(model)
@@ -636,10 +636,13 @@ def probe_batch_sizes(
             model, wrapper, examples or _as_dataset(dataset), steps, warmup_steps, sizes
         )
         del model
-        _fresh_session()
+        runner.fresh_session()
         cache_path = os.path.join(os.fspath(cache_dir), f"probe-{key}.json")
         if os.path.exists(cache_path):
-            return ProbeResult.load(cache_path, from_cache=True)
+            try:
+                return ProbeResult.load(cache_path, from_cache=True)
+            except StudyError:
+                pass  # a damaged cache entry: probe again and overwrite it
 
     rows = []
     for size in sizes:

@@ -19,7 +19,7 @@ class GhostBatchNormalization(keras.layers.Layer):
     own mean and variance. The noise that batch norm injects then depends on
     `virtual_batch_size` alone, not on the total batch size, so the batch
     size can be changed (or the model moved to more devices) without also
-    changing batch norm's regularisation. PLAYBOOK.md M.39: a virtual batch
+    changing batch norm's regularisation. The playbook's "Batch normalization implementation details": a virtual batch
     of about 64, decoupled from the total batch, often works better. Under
     `tf.distribute.MirroredStrategy` each replica's batch is already
     normalised on its own (BatchNormalization without `synchronized=True`);

@@ -6,10 +6,9 @@ import random
 import keras_tuner as kt
 from keras_tuner.src.engine import objective as obj_module
 
-from kplaybook import infeasibility
 from kplaybook.errors import StudyError
-
-STATE_KEY = "kplaybook"
+from kplaybook.records import markers
+from kplaybook.records.layout import STATE_KEY
 
 
 def resolve_seed(seed):
@@ -116,6 +115,24 @@ class PlaybookOracle(kt.Oracle):
             if self.trials[trial_id].status not in ended
         ]
 
+    def score_trial(self, trial):
+        """Scores a completed trial from the score kplaybook's tuners report (KerasTuner's rule otherwise).
+
+        kplaybook's tuners record every epoch of every execution as the
+        trial's curves and report the trial's score separately
+        (`markers.SCORE`), computed as KerasTuner computes it: what
+        `HyperModel.fit` returned, or each execution's best epoch averaged
+        over executions. Trials reported by other tuners are scored as
+        KerasTuner scores them.
+        """
+        score = trial.metrics.metrics.get(markers.SCORE)
+        best_step = trial.metrics.metrics.get(markers.BEST_STEP)
+        if score is None or best_step is None or not score.get_history():
+            super().score_trial(trial)
+            return
+        trial.score = float(score.get_history()[-1].mean())
+        trial.best_step = int(best_step.get_history()[-1].mean())
+
     def _check_consecutive_failures(self):
         # KerasTuner's rule, except that infeasible trials are neither
         # failures nor successes: they are skipped. The check runs after
@@ -127,7 +144,7 @@ class PlaybookOracle(kt.Oracle):
             trial = self.trials[trial_id]
             if trial.status != kt.engine.trial.TrialStatus.FAILED:
                 break
-            if infeasibility.reason_of(trial) is not None:
+            if markers.reason_in(trial.metrics.metrics) is not None:
                 continue
             consecutive_failures += 1
             newest_failure = newest_failure or trial

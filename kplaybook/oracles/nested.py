@@ -1,17 +1,21 @@
-"""Nested studies: one nuisance search of equal budget per scientific value (PLAYBOOK.md C, D)."""
+"""Nested studies: one nuisance search of equal budget per scientific value.
+
+The playbook's "Creating a set of studies"
+(https://github.com/google-research/tuning_playbook#creating-a-set-of-studies).
+"""
 
 from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.oracles import BayesianOptimizationOracle
 
 from kplaybook import roles
-from kplaybook.oracles.base import STATE_KEY
 from kplaybook.oracles.base import PlaybookOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.oracles.sampling import PseudoRandomSampler
 from kplaybook.oracles.sampling import QuasiRandomSampler
 from kplaybook.oracles.sampling import plain
 from kplaybook.oracles.sampling import stream_seed
+from kplaybook.records.layout import STATE_KEY
 
 SEARCHES = ("quasi_random", "random", "bayesian")
 

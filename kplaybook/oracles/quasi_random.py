@@ -2,10 +2,10 @@
 
 from keras_tuner.engine import trial as trial_module
 
-from kplaybook.oracles.base import STATE_KEY
 from kplaybook.oracles.base import PlaybookOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.oracles.sampling import QuasiRandomSampler
+from kplaybook.records.layout import STATE_KEY
 
 
 class QuasiRandomSearchOracle(PlaybookOracle):

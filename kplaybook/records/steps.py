@@ -1,7 +1,17 @@
-"""Per-step values taken from batch logs, kept at a bounded resolution."""
+"""Per-step values of a training run (gradient norm, learning rate, clipping), kept at a bounded resolution.
+
+`StepRecord` collects them from batch logs during training; `write_steps`
+and `read_steps` store a trial's records in its ``steps.json``.
+"""
 
 import math
+import os
 import threading
+
+import pandas as pd
+
+from kplaybook.errors import StudyError
+from kplaybook.records import files
 
 DEFAULT_CAP = 2000
 
@@ -99,48 +109,34 @@ class StepRecord:
 
     def to_dataframe(self):
         """A pandas DataFrame indexed by ``step`` with one column per key."""
-        import pandas as pd
-
-        data = self.to_json()
-        frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=float)
-        frame["step"] = frame["step"].astype(int)
-        return frame.set_index("step")
+        return steps_frame(self.to_json())
 
 
-STEPS_FILE = "steps.json"
+#: The per-step log keys kplaybook's callbacks add and a study stores.
 STEP_KEYS = ("grad_norm", "lr", "clip_fraction", "clip_threshold", "step_loss")
 
 
-def write_steps(trial_dir, records):
-    """Writes the per-step records of a trial's executions to ``trial_dir/steps.json`` atomically.
+def write_steps(path, records):
+    """Writes the per-step records of a trial's executions to `path` (its ``steps.json``), atomically.
 
-    Nothing is written when no execution recorded a step.
+    Nothing is written when no execution recorded a step; returns the path or None.
     """
-    import json
-    import os
-
     executions = [record.to_json() for record in records]
     if not any(execution["rows"] for execution in executions):
         return None
-    os.makedirs(trial_dir, exist_ok=True)
-    path = os.path.join(trial_dir, STEPS_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"format": 1, "executions": executions}, f, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    return files.write_json(path, {"format": 1, "executions": executions})
 
 
-def read_steps(trial_dir):
-    """The executions stored in ``trial_dir/steps.json``: a list of JSON dicts ([] when absent)."""
-    import json
-    import os
+def read_steps(path):
+    """The executions stored in a ``steps.json``: a list of JSON dicts ([] when the file is absent).
 
-    path = os.path.join(trial_dir, STEPS_FILE)
+    Raises:
+        StudyError: the file is damaged or not a per-step record.
+    """
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        data = json.load(f)
+    advice = "delete it to drop the trial's per-step values"
+    data = files.read_json(path, advice)
     executions = data.get("executions", []) if isinstance(data, dict) else None
     if not isinstance(executions, list) or not all(
         isinstance(e, dict)
@@ -149,5 +145,12 @@ def read_steps(trial_dir):
         and "step" in e["columns"]
         for e in executions
     ):
-        raise ValueError("not a kplaybook per-step record")
+        raise StudyError(f"{path} cannot be read (it is not a kplaybook per-step record); {advice}.")
     return executions
+
+
+def steps_frame(execution):
+    """One execution of `read_steps` as a DataFrame indexed by ``step``."""
+    frame = pd.DataFrame(execution["rows"], columns=execution["columns"], dtype=float)
+    frame["step"] = frame["step"].astype(int)
+    return frame.set_index("step")

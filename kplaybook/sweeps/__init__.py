@@ -1,4 +1,4 @@
-"""Learning-rate and warmup sweeps (PLAYBOOK.md section H)."""
+"""Learning-rate and warmup sweeps: the playbook's "How can optimization failures be debugged and mitigated?"."""
 
 from kplaybook.sweeps.lr_sweep import LRSweepResult
 from kplaybook.sweeps.lr_sweep import lr_sweep

@@ -2,10 +2,10 @@
 
 import math
 
+from matplotlib.figure import Figure
+
 
 def _figure(ncols):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5.5 * ncols, 4.2), layout="constrained")
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
 
@@ -86,7 +86,7 @@ def plot_lr_sweep(data):
         [f"lr={lr:g}" for lr in lrs],
         [data["unstable_lr"] is not None and lr >= data["unstable_lr"] for lr in lrs],
     )
-    right.set_title("Around lr* (PLAYBOOK.md 28)")
+    right.set_title("Around lr*: unstable just above it?")
     right.legend(fontsize="small")
     return fig
 

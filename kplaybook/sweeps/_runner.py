@@ -15,6 +15,8 @@ from kplaybook.callbacks import GradientNormLogger
 from kplaybook.callbacks import Warmup
 from kplaybook.callbacks import _instrumentation
 from kplaybook.errors import PlaybookWarning
+from kplaybook.records.files import finite_list
+from kplaybook.records.files import json_safe
 
 # How many points each run's loss curve has (at most): one Keras "epoch" of
 # steps // CURVE_POINTS steps per point, so each point is the mean training
@@ -205,3 +207,42 @@ def summary_frame(runs, index):
     """The runs as a DataFrame (curves dropped), indexed by `index`."""
     rows = [{k: v for k, v in run.items() if k != "curve"} for run in runs]
     return pd.DataFrame(rows).set_index(index)
+
+
+def runs_to_json(runs):
+    """Sweep runs as JSON-safe data: each run's curve as columns (NaN as None)."""
+    out = []
+    for run in runs:
+        record = {k: v for k, v in run.items() if k != "curve"}
+        curve = run["curve"]
+        record["curve"] = {
+            "step": [int(s) for s in curve.index],
+            **{name: finite_list(curve[name].to_numpy()) for name in curve.columns},
+        }
+        out.append(json_safe(record))
+    return out
+
+
+def runs_from_json(runs):
+    """The runs `runs_to_json` wrote, with their curves as DataFrames again (None as NaN)."""
+    out = []
+    for run in runs:
+        record = {k: (math.nan if v is None and k in _FLOAT_KEYS else v) for k, v in run.items()}
+        curve = dict(run["curve"])
+        steps = curve.pop("step")
+        record["curve"] = pd.DataFrame(
+            curve, index=pd.Index(steps, name="step"), dtype=float
+        )
+        out.append(record)
+    return out
+
+
+#: Run values that are floats (NaN when a run diverged), restored from JSON nulls.
+_FLOAT_KEYS = (
+    "initial_loss",
+    "final_loss",
+    "grad_norm_median",
+    "grad_norm_p90",
+    "grad_norm_max",
+    "seconds",
+)

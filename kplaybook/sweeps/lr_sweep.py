@@ -4,11 +4,16 @@ import math
 
 import numpy as np
 
+from kplaybook.results import Result
 from kplaybook.sweeps import _runner
+from kplaybook.sweeps._plots import plot_lr_sweep
 
 
-class LRSweepResult:
+class LRSweepResult(Result):
     """What `kp.lr_sweep` measured: one short run per learning rate.
+
+    A `kplaybook.results.Result`: `to_dataframe()`, `plot()`, `summary()`,
+    `save(path)` / `LRSweepResult.load(path)`.
 
     Attributes:
         runs: one dict per learning rate (see `to_dataframe` for the keys),
@@ -30,9 +35,27 @@ class LRSweepResult:
     ```
     """
 
+    kind = "lr_sweep"
+
     def __init__(self, runs, steps):
         self.runs = sorted(runs, key=lambda run: run["learning_rate"])
         self.steps = steps
+
+    def summary(self):
+        """The table, lr* and the unstable rate as text."""
+        table = self.to_dataframe()[["initial_loss", "final_loss", "diverged", "stable"]]
+        lines = [table.to_string(float_format=lambda v: f"{v:.4g}")]
+        lines.append(f"lr* = {self.best_lr}, unstable from {self.unstable_lr}")
+        return "\n".join(lines)
+
+    def to_json(self):
+        """The runs, their curves as columns (see `Result.save`)."""
+        return {"steps": self.steps, "runs": _runner.runs_to_json(self.runs)}
+
+    @classmethod
+    def from_json(cls, data):
+        """The result from `to_json`'s data."""
+        return cls(_runner.runs_from_json(data["runs"]), data["steps"])
 
     @property
     def best_lr(self):
@@ -71,7 +94,7 @@ class LRSweepResult:
         Returns a dict with ``lrs``, ``final_loss`` (NaN where diverged),
         ``initial_loss``, ``unstable`` (booleans), ``best_lr``,
         ``unstable_lr`` and ``curves`` (lr* and the next two larger rates:
-        PLAYBOOK.md 28 looks at the rates just above lr*).
+        the playbook's "Identifying unstable workloads" looks at the rates just above lr*).
         """
         lrs = [r["learning_rate"] for r in self.runs]
         best = self.best_lr
@@ -98,8 +121,6 @@ class LRSweepResult:
 
         Returns a matplotlib Figure.
         """
-        from kplaybook.sweeps._plots import plot_lr_sweep
-
         return plot_lr_sweep(self.plot_data())
 
     def __repr__(self):
@@ -147,7 +168,8 @@ def lr_sweep(
 ):
     """Trains a fresh model for `steps` steps at each learning rate and compares the outcomes.
 
-    The playbook's learning-rate sweep (PLAYBOOK.md 28): it finds lr* (the
+    The playbook's learning-rate sweep ("Identifying unstable workloads",
+    https://github.com/google-research/tuning_playbook#identifying-unstable-workloads): it finds lr* (the
     rate with the best final training loss) and the smallest unstable rate
     (one whose loss diverged or ended above where it started). A rate far
     above lr* that is stable means the search space can go higher; an

@@ -1,9 +1,11 @@
 """`warmup_sweep`: which warmup lengths make a too-high learning rate stable."""
 
+from kplaybook.results import Result
 from kplaybook.sweeps import _runner
+from kplaybook.sweeps._plots import plot_warmup_sweep
 from kplaybook.sweeps.lr_sweep import _validate_steps
 
-# PLAYBOOK.md rule 31: the largest warmup tried is at most 10% of
+# "How to apply learning rate warmup": the largest warmup tried is at most 10% of
 # max_train_steps, and a warmup longer than 5% of it suggests training longer.
 MAX_WARMUP_FRACTION = 0.10
 LONG_WARMUP_FRACTION = 0.05
@@ -12,8 +14,11 @@ LONG_WARMUP_FRACTION = 0.05
 FAR_WORSE = 2.0
 
 
-class WarmupSweepResult:
+class WarmupSweepResult(Result):
     """What `kp.warmup_sweep` measured: one run at the target learning rate per warmup length.
+
+    A `kplaybook.results.Result`: `to_dataframe()`, `plot()`, `summary()`,
+    `save(path)` / `WarmupSweepResult.load(path)`.
 
     Attributes:
         runs: one dict per warmup length (see `to_dataframe`), each with its
@@ -34,11 +39,40 @@ class WarmupSweepResult:
     ```
     """
 
+    kind = "warmup_sweep"
+
     def __init__(self, runs, base_lr, max_train_steps, steps):
         self.runs = sorted(runs, key=lambda run: run["warmup_steps"])
         self.base_lr = base_lr
         self.max_train_steps = max_train_steps
         self.steps = steps
+
+    def summary(self):
+        """The table, the shortest stable warmup and the playbook's notes as text."""
+        table = self.to_dataframe()[["initial_loss", "final_loss", "diverged", "stable"]]
+        lines = [table.to_string(float_format=lambda v: f"{v:.4g}")]
+        lines.append(f"shortest stable warmup: {self.shortest_stable_warmup}")
+        lines.extend(f"- {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def to_json(self):
+        """The runs, their curves as columns (see `Result.save`)."""
+        return {
+            "base_lr": self.base_lr,
+            "max_train_steps": self.max_train_steps,
+            "steps": self.steps,
+            "runs": _runner.runs_to_json(self.runs),
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        """The result from `to_json`'s data."""
+        return cls(
+            _runner.runs_from_json(data["runs"]),
+            data["base_lr"],
+            data["max_train_steps"],
+            data["steps"],
+        )
 
     @property
     def shortest_stable_warmup(self):
@@ -55,7 +89,7 @@ class WarmupSweepResult:
 
     @property
     def notes(self):
-        """The playbook's reading of the outcome (PLAYBOOK.md 31), as a list of sentences."""
+        """The playbook's reading of the outcome ("How to apply learning rate warmup"), as a list of sentences."""
         shortest = self.shortest_stable_warmup
         if shortest is None:
             return [
@@ -108,8 +142,6 @@ class WarmupSweepResult:
 
     def plot(self):
         """Training-loss curves, one per warmup length, unstable ones dashed. A matplotlib Figure."""
-        from kplaybook.sweeps._plots import plot_warmup_sweep
-
         return plot_warmup_sweep(self.plot_data())
 
     def __repr__(self):
@@ -138,7 +170,8 @@ def warmup_sweep(
 ):
     """Runs `base_lr` with each warmup length and reports which made it stable.
 
-    The playbook's warmup procedure (PLAYBOOK.md 31): find the unstable base
+    The playbook's warmup procedure ("How to apply learning rate warmup",
+    https://github.com/google-research/tuning_playbook#how-to-apply-learning-rate-warmup): find the unstable base
     learning rate (`lr_sweep`'s ``unstable_lr``), target a base rate at least
     10x it, ramp linearly from 0 to it over ``warmup_steps`` and hold it
     afterwards; sweep ``warmup_steps`` over orders of magnitude, the largest
@@ -185,7 +218,7 @@ def warmup_sweep(
     if too_long:
         raise ValueError(
             f"Warmup lengths {too_long} exceed {MAX_WARMUP_FRACTION:.0%} of "
-            f"max_train_steps={max_train_steps} (PLAYBOOK.md 31); drop them or raise "
+            f"max_train_steps={max_train_steps} (playbook: \"How to apply learning rate warmup\"); drop them or raise "
             "max_train_steps."
         )
     if steps is None:

@@ -15,7 +15,9 @@ class QuasiRandomSearch(StudyTuner):
 
     Args:
         hypermodel: a `keras_tuner.HyperModel` or a `build(hp)` callable.
-        objective: str or `keras_tuner.Objective`.
+        objective: str or `keras_tuner.Objective` (default "val_loss", as
+            `kp.PlaybookTuner`; a `run_trial` or `HyperModel.fit` that returns a
+            float is scored by that float whatever the name).
         max_trials: int, number of trials.
         seed: int or None; 0 is a seed.
         hyperparameters, tune_new_entries, allow_new_entries,
@@ -37,7 +39,7 @@ class QuasiRandomSearch(StudyTuner):
     def __init__(
         self,
         hypermodel=None,
-        objective=None,
+        objective="val_loss",
         max_trials=10,
         seed=None,
         hyperparameters=None,

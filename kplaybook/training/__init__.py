@@ -1,0 +1,1 @@
+"""Running trainings the way kplaybook records them (see `runner`)."""
