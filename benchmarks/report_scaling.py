@@ -60,8 +60,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import keras_tuner as kt  # noqa: E402
-from keras_tuner.engine import trial as trial_module  # noqa: E402
 import numpy as np  # noqa: E402
+from keras_tuner.engine import trial as trial_module  # noqa: E402
 
 import kplaybook as kp  # noqa: E402
 from kplaybook.testing import SyntheticTrial  # noqa: E402

@@ -193,6 +193,7 @@ def run_compare(args):
 def load_target(target):
     """The function named by ``module:function`` or ``path/to/file.py:function``."""
     module_name, _, function_name = target.rpartition(":")
+    given = module_name
     if not module_name or not function_name:
         raise ValueError(
             f"{target!r} is not MODULE:BUILD_FN; pass e.g. my_models:build or "
@@ -217,7 +218,7 @@ def load_target(target):
         raise ValueError(f"importing {module_name!r} failed ({type(e).__name__}: {e}).") from None
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise ValueError(f"{module_name} has no function {function_name!r}.")
+        raise ValueError(f"{given} has no function {function_name!r}.")
     return function
 
 

@@ -19,6 +19,7 @@ from kplaybook.citations import mention
 from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import RoleError
 from kplaybook.fatal_errors import fatal
+from kplaybook.records.files import plain
 
 # Rule 9: optimizer hyperparameters (learning rate, momentum, Adam's betas and
 # epsilon, the schedule) are nuisance hyperparameters. Matched on the last
@@ -83,7 +84,7 @@ def check_role_arguments(scientific, fixed):
                 RoleError,
                 f"scientific[{name!r}] must be a list of the values to compare, got {values!r}."
             )
-        values = list(values)
+        values = [plain(v) for v in values]
         if not values:
             raise fatal(
                 RoleError,
@@ -94,6 +95,7 @@ def check_role_arguments(scientific, fixed):
         for value in values:
             _check_plain(f"scientific[{name!r}]", value)
         checked[name] = values
+    fixed = {name: plain(value) for name, value in fixed.items()}
     for name, value in fixed.items():
         _check_plain(f"fixed[{name!r}]", value)
     both = sorted(set(checked) & set(fixed))
@@ -145,7 +147,28 @@ def _describe(hp):
     return f"{type(hp).__name__}({hp.name!r}, {config})"
 
 
-def apply_roles(space, scientific, fixed, check_unknown=True):
+def undeclared(space, scientific, fixed):
+    """The scientific and fixed names `space` does not declare: [(role, name)]."""
+    declared = {hp.name for hp in space.space}
+    return [
+        (role, name)
+        for role, names in (("scientific", scientific), ("fixed", fixed))
+        for name in names
+        if name not in declared
+    ]
+
+
+def undeclared_error(missing, declared_names, where="build(hp) or HyperModel.fit"):
+    """The `RoleError` for role names no code declares (`missing` from `undeclared`)."""
+    role, name = missing[0]
+    return fatal(
+        RoleError,
+        f"{role} names {name!r}, which {where} does not declare (declared: "
+        f"{sorted(declared_names)}); fix the name or declare it.",
+    )
+
+
+def apply_roles(space, scientific, fixed, register_undeclared=False):
     """Check roles against the declared space and return the space to search.
 
     Fixed hyperparameters are re-registered as `hp.Fixed`; scientific ones
@@ -153,40 +176,34 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
     other tunable hyperparameter is a nuisance hyperparameter.
 
     Args:
-        space: the `HyperParameters` that `build(hp)` declared.
+        space: the `HyperParameters` that `build(hp)` (and `HyperModel.fit`)
+            declared.
         scientific: dict name -> list of values.
         fixed: dict name -> value.
-        check_unknown: whether names absent from `space` are an error (True
-            once the initial space is built).
+        register_undeclared: register the scientific and fixed names `space`
+            does not declare (a scientific one as a `Choice` of its values, a
+            fixed one as `Fixed`), so that code declaring them later
+            (`HyperModel.fit`, `run_trial`) reads the trial's value from its
+            first trial on.
 
     Returns:
         A new `HyperParameters`.
 
     Raises:
-        RoleError: an unknown name, a value outside its declaration, a
-            scientific hyperparameter declared as `hp.Fixed`, or a batch size
-            left as a nuisance hyperparameter.
+        RoleError: a value outside its declaration, a scientific
+            hyperparameter declared as `hp.Fixed`, or a batch size left as a
+            nuisance hyperparameter.
     """
     declared = {}
     for hp in space.space:
         declared.setdefault(hp.name, []).append(hp)
-    if check_unknown:
-        for role, names in (("scientific", scientific), ("fixed", fixed)):
-            unknown = [name for name in names if name not in declared]
-            if unknown:
-                raise fatal(
-                    RoleError,
-                    f"{role} names {unknown[0]!r}, which build(hp) does not declare "
-                    f"(declared: {sorted(declared)}); fix the name or declare it in "
-                    "build(hp)."
-                )
     for name, values in scientific.items():
         for hp in declared.get(name, []):
             if isinstance(hp, hp_module.Fixed):
                 raise fatal(
                     RoleError,
                     f"Scientific hyperparameter {name!r} is declared as hp.Fixed in "
-                    "build(hp); declare it with hp.Choice/hp.Int so its values can vary."
+                    "build(hp); declare it with hp.Choice/hp.Int so its values can vary.",
                 )
             for value in values:
                 if not _fits(hp, value):
@@ -194,7 +211,7 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
                         RoleError,
                         f"Scientific value {value!r} of {name!r} is outside its "
                         f"declaration {_describe(hp)}; widen the declaration or "
-                        "drop the value."
+                        "drop the value.",
                     )
     for name, value in fixed.items():
         for hp in declared.get(name, []):
@@ -202,7 +219,7 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
                 raise fatal(
                     RoleError,
                     f"Fixed value {value!r} of {name!r} is outside its declaration "
-                    f"{_describe(hp)}; widen the declaration or change the value."
+                    f"{_describe(hp)}; widen the declaration or change the value.",
                 )
     for name, hps in declared.items():
         if name in scientific or name in fixed or not is_batch_size(name):
@@ -211,19 +228,25 @@ def apply_roles(space, scientific, fixed, check_unknown=True):
             raise fatal(
                 RoleError,
                 f"{name!r} is a nuisance hyperparameter, but the playbook says batch size is "
-                "not tuned for validation error: put it in fixed= (or scientific= to study "
-                f"it), or pass batch_size= to search() {mention('batch_size_retuning')}."
+                f"not tuned for validation error: pass fixed={{{name!r}: 64}} (your batch "
+                f"size), or scientific={{{name!r}: [...]}} to study it "
+                f"{mention('batch_size_retuning')}.",
             )
     result = hp_module.HyperParameters()
     for hp in space.space:
         if hp.name in fixed:
             hp = hp_module.Fixed(hp.name, fixed[hp.name], conditions=hp.conditions)
         result.merge([hp])
-    # Fixed names that only HyperModel.fit() declares (not checked as
-    # unknown) are registered up front, so fit() gets the fixed value.
-    for name, value in fixed.items():
-        if name not in declared:
-            result.merge([hp_module.Fixed(name, value)])
+    if register_undeclared:
+        for role, name in undeclared(space, scientific, fixed):
+            if role == "fixed":
+                result.merge([hp_module.Fixed(name, fixed[name])])
+            else:
+                values = scientific[name]
+                ordered = all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+                )
+                result.merge([hp_module.Choice(name, values, ordered=ordered)])
     return result
 
 

@@ -260,6 +260,7 @@ def write_study(
         if record is not None:
             write_steps(study_layout.steps_file(trial_id), [record])
         ids.append(trial_id)
+        oracle._trial_values[trial_id] = dict(values)
         value_hash = oracle._compute_values_hash(values)
         oracle._tried_so_far.add(value_hash)
         oracle._id_to_hash[trial_id] = value_hash
@@ -277,6 +278,8 @@ def write_study(
         for trial_id, cell in zip(ids, trial_cells):
             oracle._trial_slots[trial_id] = seen[cell] * len(cells) + cell
             seen[cell] += 1
+        # Nuisance point p is sequence index p (no duplicate was skipped).
+        oracle._point_index = list(range(max(seen, default=0)))
     else:
         oracle._next_point = len(trials)
     # Written last, as a search writes it after each trial's own file.

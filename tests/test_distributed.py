@@ -175,3 +175,60 @@ def test_rerun_after_distributed_search_runs_no_trial_again(cluster, tmp_path):
     assert after["trial_id"].tolist() == before["trial_id"].tolist()
     assert (after["status"] == "completed").all()
     assert after["objective"].tolist() == before["objective"].tolist()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_hands_its_trial_to_the_other_and_the_chief_exits(tmp_path):
+    directory = tmp_path / "studies"
+    log_dir = tmp_path / "log"
+    marker = tmp_path / "stalled"
+    args = helpers.script_args(directory, "killed", log_dir, TRIALS_PER_STUDY, EPOCHS)
+    port = free_port()
+
+    def env(tuner_id):
+        return helpers.child_env(
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=port,
+            KERASTUNER_TUNER_ID=tuner_id,
+            STALL_TUNER="tuner1",
+            KILL_MARKER=marker,
+            HEARTBEAT_TIMEOUT=6,
+            HEARTBEAT_INTERVAL=1,
+        )
+
+    outputs = {name: tmp_path / f"{name}.out" for name in ("chief", *WORKERS)}
+    procs = {}
+    try:
+        procs["chief"] = helpers.start(args, env("chief"), outputs["chief"])
+        helpers.wait_until(
+            lambda: accepts_connections(port), CHIEF_START_TIMEOUT, "the chief to listen",
+            [(procs["chief"], outputs["chief"])],
+        )
+        for name in WORKERS:
+            procs[name] = helpers.start(args, env(name), outputs[name])
+        helpers.wait_until(
+            marker.exists, WORKERS_TIMEOUT, "tuner1 to stall mid-trial",
+            [(procs["tuner1"], outputs["tuner1"])],
+        )
+        pid, abandoned = marker.read_text().split()
+        assert int(pid) == procs["tuner1"].pid
+        procs["tuner1"].kill()  # SIGKILL: no goodbye to the chief
+        procs["tuner1"].wait(timeout=30)
+        procs["tuner0"].wait(timeout=WORKERS_TIMEOUT)
+        procs["chief"].wait(timeout=CHIEF_EXIT_TIMEOUT)  # it exits: the dead worker is forgotten
+    finally:
+        for proc in procs.values():
+            helpers.stop(proc)
+    assert procs["tuner0"].returncode == 0, helpers.tail(outputs["tuner0"])
+    assert procs["chief"].returncode == 0, helpers.tail(outputs["chief"])
+    assert "no heartbeat for more than 6 s" in outputs["chief"].read_text()
+
+    frame = kp.Study.load(directory / "killed").to_dataframe()
+    assert sorted(int(t) for t in frame["trial_id"]) == list(range(NUM_TRIALS))
+    assert (frame["status"] == "completed").all(), frame[["trial_id", "status"]]
+    assert frame.groupby("num_layers").size().to_dict() == {1: TRIALS_PER_STUDY, 2: TRIALS_PER_STUDY}
+    records = helpers.read_log(log_dir)
+    began = [(r["tuner_id"], r["trial_id"]) for r in records if r["event"] == "begin"]
+    assert ("tuner1", abandoned) in began and ("tuner0", abandoned) in began  # taken over
+    ends = Counter(int(r["trial_id"]) for r in records if r["event"] == "end")
+    assert ends == Counter(range(NUM_TRIALS))  # every trial ended once, by the live worker

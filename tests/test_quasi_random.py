@@ -12,6 +12,7 @@ from scipy.stats import qmc
 
 import kplaybook as kp
 from kplaybook.oracles.sampling import DEFAULT_SKIP
+from kplaybook.oracles.sampling import SPARE_DIMENSIONS
 
 Oracle = kp.oracles.QuasiRandomSearchOracle
 
@@ -101,22 +102,59 @@ def test_reload_with_another_seed_is_refused(tmp_path):
         other.reload()
 
 
-def test_dimension_count_is_fixed_and_late_hyperparameters_are_flagged(tmp_path):
+def test_a_late_hyperparameter_joins_the_sequence_in_a_spare_dimension(tmp_path):
     oracle = Oracle("val_loss", max_trials=8, seed=2)
     early = run_oracle(oracle, tmp_path, 3)
-    assert len(oracle.get_state()["kplaybook"]["sampler"]["dimensions"]) == 4
+    sampler = oracle.get_state()["kplaybook"]["sampler"]
+    assert len(sampler["dimensions"]) == 4 and sampler["total"] == 4 + SPARE_DIMENSIONS
     late_space = four_dim_space()
     late_space.Float("weight_decay", 1e-6, 1e-2, sampling="log")
     oracle.update_space(late_space)
-    with pytest.warns(kp.PlaybookWarning, match="weight_decay"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kp.PlaybookWarning)  # quasi-random, not a fallback
         trial = oracle.create_trial("tuner0")
     later = trial.hyperparameters.values
-    # Still 4 Halton dimensions: the existing ones continue the same sequence.
+    # The 5th dimension of the same scrambled sequence, at the 4th point; the
+    # first four dimensions continue as if nothing had changed.
+    engine = qmc.Halton(d=4 + SPARE_DIMENSIONS, scramble=True, seed=2)
+    engine.fast_forward(DEFAULT_SKIP + 3)
+    point = engine.random(1)[0]
     expected = expected_halton_values(four_dim_space(), seed=2, n=4)[3]
     assert later["learning_rate"] == pytest.approx(expected["learning_rate"])
-    assert 1e-6 <= later["weight_decay"] <= 1e-2
-    assert len(oracle.get_state()["kplaybook"]["sampler"]["dimensions"]) == 4
+    wd = late_space.get_config()["space"][-1]
+    assert later["weight_decay"] == pytest.approx(
+        kt.HyperParameters.from_config({"space": [wd], "values": {}}).space[0].prob_to_value(point[4])
+    )
+    assert oracle.get_state()["kplaybook"]["sampler"]["dimensions"][-1] == "weight_decay"
     assert len(early) == 3
+
+
+def test_a_late_dimension_covers_its_range_as_evenly_as_the_first_ones(tmp_path):
+    """Centered L2 discrepancy of each dimension's values over the trials after the name appeared."""
+    oracle = Oracle("val_loss", max_trials=72, seed=4)
+    space = kt.HyperParameters()
+    for name in ("x0", "x1", "x2"):
+        space.Float(name, 0.0, 1.0)
+    run_oracle(oracle, tmp_path, 8, space=space)  # 8 trials before "late" exists
+    late = space.copy()
+    late.Float("late", 0.0, 1.0)
+    oracle.update_space(late)
+    values = []
+    for _ in range(64):
+        trial = oracle.create_trial("tuner0")
+        values.append(trial.hyperparameters.values)
+        oracle.update_trial(trial.trial_id, {"val_loss": 1.0})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    def cd(name):
+        return qmc.discrepancy(np.array([[v[name]] for v in values]), method="CD")
+
+    rng = np.random.default_rng(0)
+    random_cd = np.mean([qmc.discrepancy(rng.random((64, 1)), method="CD") for _ in range(50)])
+    early = max(cd(name) for name in ("x0", "x1", "x2"))
+    assert cd("late") <= 2 * early  # as even as the dimensions declared from the start
+    assert cd("late") < random_cd / 5  # and far more even than pseudo-random values
 
 
 def test_conditional_hyperparameters_get_their_own_dimension(tmp_path):

@@ -3,6 +3,7 @@
 import warnings
 
 import keras
+import numpy as np
 import pytest
 
 import kplaybook as kp
@@ -60,12 +61,17 @@ def test_a_single_value_instead_of_a_list_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("role", ["scientific", "fixed"])
-def test_an_unknown_name_is_an_error_once_the_space_is_built(tmp_path, role):
+def test_an_unknown_name_is_an_error_before_any_training(tmp_path, role):
     value = {"scientific": {"num_layerz": [1, 2]}, "fixed": {"num_layerz": 2}}[role]
+    # Known only once build(hp) and HyperModel.fit have declared what they
+    # declare: the search raises before its first trial.
+    t = tuner(tmp_path, build_with(layers, lr), **{role: value})
+    x, y = np.zeros((8, 4)), np.zeros((8, 1))
     with pytest.raises(kp.RoleError, match="num_layerz.*does not declare") as info:
-        tuner(tmp_path, build_with(layers, lr), **{role: value})
+        t.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert one_sentence(info.value)
     assert "num_layers" in str(info.value)  # says what is declared
+    assert not list((tmp_path / "roles").glob("trial_*"))
 
 
 def test_batch_size_as_a_nuisance_hyperparameter_is_an_error(tmp_path):

@@ -206,6 +206,37 @@ def test_the_same_real_error_in_every_trial_stops_the_study_with_its_message(tmp
     assert (frame["status"] == "failed").sum() == 3
 
 
+def test_a_real_error_confined_to_one_scientific_value_stops_the_study_and_is_a_finding(
+    tmp_path, digits
+):
+    (x, y), (xv, yv) = digits
+
+    def build(hp):
+        layers = hp.Int("num_layers", 1, 3)
+        if layers == 3:
+            raise ValueError("a bug only three layers hit")
+        return mlp_build(hp)
+
+    tuner = kp.PlaybookTuner(
+        build,
+        scientific={"num_layers": [1, 2, 3]},
+        fixed={"activation": "relu"},
+        trials_per_study=4,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="one_bug",
+    )
+    # Round-robin never fails three trials in a row across values, but three of
+    # num_layers=3 in a row stop the study, with the original message.
+    with pytest.raises(RuntimeError, match=r"(?s)limit of 3 for num_layers=3.*a bug only three layers hit"):
+        tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
+    study = kp.Study.load(tmp_path / "one_bug")
+    assert study.best_per_scientific()["failed"].tolist() == [0, 0, 3]
+    (finding,) = [f for f in study.check() if f.code == "failed_trials"]
+    assert "num_layers=3: 3 of 3 trials (ValueError: a bug only three layers hit)" in finding.message
+    assert finding.evidence["cells"][0]["failed"] == 3
+
+
 def test_a_missing_objective_metric_is_a_clear_error(tmp_path, digits):
     (x, y), _ = digits
     tuner = kp.PlaybookTuner(
@@ -216,8 +247,22 @@ def test_a_missing_objective_metric_is_a_clear_error(tmp_path, digits):
         directory=str(tmp_path),
         project_name="noval",
     )
-    with pytest.raises(ValueError, match="'val_loss' is not among the logged metrics"):
+    # No validation data: said before any training.
+    with pytest.raises(ValueError, match="'val_loss' is measured on validation data, but search"):
         tuner.search(x, y, epochs=1, verbose=0)
+    assert tuner.study().trial_ids == []
+    # A metric the model does not log: said after the first trial.
+    tuner = kp.PlaybookTuner(
+        mlp_build,
+        objective="val_auc",
+        scientific={"num_layers": [1]},
+        trials_per_study=1,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="noauc",
+    )
+    with pytest.raises(ValueError, match="'val_auc' is not among the logged metrics"):
+        tuner.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
 
 
 def test_executions_per_trial_average_the_curves(tmp_path, digits):

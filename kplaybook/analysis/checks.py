@@ -94,6 +94,7 @@ CODES = (
     "best_step_late",
     "aggressive_clipping",
     "fixed_optimizer_hparams",
+    "failed_trials",
 )
 
 
@@ -113,6 +114,7 @@ def run_checks(study):
         _best_step,
         _aggressive_clipping,
         _fixed_optimizer_hparams,
+        _failed_trials,
     ):
         findings.extend(check(p))
     p.findings = sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
@@ -735,6 +737,55 @@ def _fixed_optimizer_hparams(p):
                 }
             },
             url("scientific_nuisance_fixed"),
+        )
+    ]
+
+
+# -- real errors -------------------------------------------------------------------
+
+
+def _last_line(message):
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message recorded"
+
+
+def _failed_trials(p):
+    """Trials that failed with a real error (not an infeasibility): a bug, never a result."""
+    failed = np.flatnonzero(p.frame["status"].to_numpy() == "failed")
+    if not len(failed):
+        return []
+    by_cell = {}
+    for row in failed:
+        by_cell.setdefault(int(p.cell_index[row]), []).append(row)
+    parts, cells = [], []
+    for cell, rows in by_cell.items():
+        label = p.cell_label(cell) if cell >= 0 else "no scientific value"
+        total = int((p.cell_index == cell).sum())
+        newest = p.trial_id(rows[-1])
+        error = _last_line(p.study.trial(newest).message)
+        parts.append(f"{label}: {len(rows)} of {total} trials ({error})")
+        cells.append(
+            {
+                "scientific": label,
+                "failed": len(rows),
+                "trials": total,
+                "trial_ids": [p.trial_id(r) for r in rows],
+                "error": error,
+            }
+        )
+    return [
+        Finding(
+            "failed_trials",
+            "warning",
+            f"{_count(len(failed), 'trial')} failed with a real error, not an infeasibility: "
+            + "; ".join(parts)
+            + ".",
+            "Fix the error (each trial's trial.json holds its traceback as 'message'), then run "
+            "the study again under another project_name or with overwrite=True: failed trials "
+            "are not run again on resume, and until then the compared values are not on equal "
+            f"footing {mention('extracting_insight')}.",
+            {"cells": cells},
+            url("extracting_insight"),
         )
     ]
 

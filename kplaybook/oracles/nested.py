@@ -4,15 +4,20 @@ The playbook's "Creating a set of studies"
 (https://github.com/google-research/tuning_playbook#creating-a-set-of-studies).
 """
 
+import warnings
+
 from keras_tuner.engine import hyperparameters as hp_module
 from keras_tuner.engine import trial as trial_module
 from keras_tuner.oracles import BayesianOptimizationOracle
 
 from kplaybook import roles
+from kplaybook import validation
+from kplaybook.errors import PlaybookWarning
 from kplaybook.oracles.base import PlaybookOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.oracles.sampling import PseudoRandomSampler
 from kplaybook.oracles.sampling import QuasiRandomSampler
+from kplaybook.oracles.sampling import SequenceDimensions
 from kplaybook.oracles.sampling import plain
 from kplaybook.oracles.sampling import stream_seed
 from kplaybook.records.layout import STATE_KEY
@@ -93,16 +98,12 @@ class NestedStudyOracle(PlaybookOracle):
         **kwargs,
     ):
         self.scientific, self.fixed = roles.check_role_arguments(scientific, fixed)
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {SEARCHES}, got {search!r}.")
-        if (
-            isinstance(trials_per_study, bool)
-            or not isinstance(trials_per_study, int)
-            or trials_per_study < 1
-        ):
-            raise ValueError(
-                f"trials_per_study must be a positive int, got {trials_per_study!r}."
-            )
+        validation.one_of(search, "search", SEARCHES)
+        trials_per_study = validation.positive_int(trials_per_study, "trials_per_study")
+        skip = validation.non_negative_int(skip, "skip")
+        paired = validation.boolean(paired, "paired")
+        if num_initial_points is not None:
+            num_initial_points = validation.positive_int(num_initial_points, "num_initial_points")
         self.cells = roles.scientific_cells(self.scientific)
         super().__init__(
             objective=objective,
@@ -118,25 +119,53 @@ class NestedStudyOracle(PlaybookOracle):
         self.num_initial_points = num_initial_points
         self._trial_slots = {}
         self._roles_applied = False
-        self._dimensions = None
+        # The quasi-random sequence's dimensions, shared by every sampler of the
+        # study (a late hyperparameter gets the same dimension in all of them).
+        self._dimensions = SequenceDimensions()
+        # Nuisance point p (slot // number of cells) -> index in the sequence:
+        # a point whose values repeat an earlier one's is skipped.
+        self._point_index = []
         self._samplers = {}
 
     # -- roles ---------------------------------------------------------------
 
     def update_space(self, hyperparameters):
         """Merge newly declared hyperparameters, then apply and check the roles."""
-        if self._roles_applied and all(
+        if all(
             self.hyperparameters._exists(hp.name, hp.conditions) for hp in hyperparameters.space
         ):
             return  # called after every trial; usually nothing is new
         super().update_space(hyperparameters)
-        if not self.hyperparameters.space:
-            return
+        if self.hyperparameters.space:
+            self.hyperparameters = roles.apply_roles(
+                self.hyperparameters, self.scientific, self.fixed
+            )
+
+    def undeclared_role_names(self):
+        """The scientific and fixed names the search space does not declare yet: [(role, name)]."""
+        return roles.undeclared(self.hyperparameters, self.scientific, self.fixed)
+
+    def _apply_roles_for_first_trial(self):
+        """Registers the role names no code declared yet, so the first trial carries their values.
+
+        A name only `HyperModel.fit` or `run_trial` reads gets its scheduled
+        value from the first trial on. kplaybook's tuners check beforehand
+        that some code declares every name (a typo is an error before any
+        training); under another tuner a `PlaybookWarning` says it.
+        """
+        missing = self.undeclared_role_names()
+        if missing and not getattr(self, "declarations_checked", False):
+            warnings.warn(
+                "No code declared "
+                + ", ".join(f"{role} {name!r}" for role, name in missing)
+                + " before the first trial; it is registered so that HyperModel.fit or "
+                "run_trial reads the trial's value. If build(hp) should declare it, check "
+                "the name.",
+                PlaybookWarning,
+                stacklevel=3,
+            )
         self.hyperparameters = roles.apply_roles(
-            self.hyperparameters,
-            self.scientific,
-            self.fixed,
-            check_unknown=not self._roles_applied,
+            self.hyperparameters, self.scientific, self.fixed, register_undeclared=True
         )
         self._roles_applied = True
 
@@ -151,12 +180,16 @@ class NestedStudyOracle(PlaybookOracle):
         return self._trial_slots[trial_id] % len(self.cells)
 
     def populate_space(self, trial_id):
-        """Values for the next slot, round-robin over the scientific combinations."""
+        """Values for the next slot, round-robin over the scientific combinations.
+
+        Nuisance point p is the same for every scientific value (paired):
+        the sequence's next point whose values no earlier trial had. When a
+        small discrete space has no new point left, the search ends, as
+        KerasTuner's oracles end it: every scientific value then has the
+        same number of trials.
+        """
         if not self._roles_applied:
-            self.hyperparameters = roles.apply_roles(
-                self.hyperparameters, self.scientific, self.fixed, check_unknown=False
-            )
-            self._roles_applied = True
+            self._apply_roles_for_first_trial()
         slot = len(self._trial_slots)
         cell_index = slot % len(self.cells)
         point = slot // len(self.cells)
@@ -167,12 +200,30 @@ class NestedStudyOracle(PlaybookOracle):
             values = self._bayesian_values(cell_index, trial_id)
         else:
             sampler = self._sampler(cell_index)
-            values = sampler.values(self.hyperparameters, point, cell)
-            if isinstance(sampler, QuasiRandomSampler):
-                # Every scientific value's sequence uses the same dimensions.
-                self._dimensions = sampler.dimensions
+            index = self._sequence_index(sampler, point, cell)
+            if index is None:
+                return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            values = sampler.values(self.hyperparameters, index, cell)
         self._trial_slots[trial_id] = slot
         return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+
+    def _sequence_index(self, sampler, point, cell):
+        """The sequence index of nuisance point `point`, or None when the space has no new point.
+
+        Decided once per point (by the first scientific value that needs it)
+        and shared by all, so the comparison stays paired.
+        """
+        if point < len(self._point_index):
+            return self._point_index[point] if self.paired else point
+        if not self.paired:
+            return point
+        start = self._point_index[-1] + 1 if self._point_index else 0
+        for index in range(start, start + self._max_collisions + 1):
+            values = sampler.values(self.hyperparameters, index, cell)
+            if not self._duplicate(values):
+                self._point_index.append(index)
+                return index
+        return None
 
     def _sampler(self, cell_index):
         stream = 0 if self.paired else cell_index
@@ -184,6 +235,18 @@ class NestedStudyOracle(PlaybookOracle):
                 sampler = QuasiRandomSampler(seed, self.skip, self._dimensions)
             self._samplers[stream] = sampler
         return self._samplers[stream]
+
+    def _check_consecutive_failures(self):
+        super()._check_consecutive_failures()
+        # A real error in one scientific value's models alone never fails
+        # trials in a row across the round-robin: count per value too.
+        newest = self.end_order[-1] if self.end_order else None
+        if newest not in self._trial_slots:
+            return
+        cell = self.cell_of(newest)
+        in_cell = [t for t in self.end_order if t in self._trial_slots and self.cell_of(t) == cell]
+        label = ", ".join(f"{name}={value}" for name, value in self.cells[cell].items())
+        self._stop_on_failure_streak(in_cell, f" for {label}" if label else "")
 
     def _initial_points(self):
         if self.num_initial_points is not None:
@@ -254,7 +317,8 @@ class NestedStudyOracle(PlaybookOracle):
         state[STATE_KEY].update(
             {
                 "trial_slots": self._trial_slots,
-                "dimensions": self._dimensions,
+                "point_index": self._point_index,
+                **self._dimensions.get_state(),
                 "roles_applied": self._roles_applied,
                 "cells": self.cells,
                 "nuisance": self.nuisance_names(),
@@ -266,7 +330,10 @@ class NestedStudyOracle(PlaybookOracle):
         super().set_state(state)
         saved = state[STATE_KEY]
         self._trial_slots = dict(saved["trial_slots"])
-        self._dimensions = saved["dimensions"]
+        self._dimensions = SequenceDimensions.from_state(saved)
+        # Studies saved before duplicates were skipped used point p = index p.
+        points = max(self._trial_slots.values(), default=-1) // len(self.cells) + 1
+        self._point_index = list(saved.get("point_index", range(points)))
         self._roles_applied = saved["roles_applied"]
         self._samplers = {}
 

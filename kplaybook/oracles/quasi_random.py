@@ -2,6 +2,7 @@
 
 from keras_tuner.engine import trial as trial_module
 
+from kplaybook import validation
 from kplaybook.oracles.base import PlaybookOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.oracles.sampling import QuasiRandomSampler
@@ -58,6 +59,7 @@ class QuasiRandomSearchOracle(PlaybookOracle):
         skip=DEFAULT_SKIP,
         **kwargs,
     ):
+        skip = validation.non_negative_int(skip, "skip")
         super().__init__(
             objective=objective,
             max_trials=max_trials,
@@ -69,10 +71,19 @@ class QuasiRandomSearchOracle(PlaybookOracle):
         self._next_point = 0
 
     def populate_space(self, trial_id):
-        """Values for the next point of the sequence (see `keras_tuner.Oracle.populate_space`)."""
-        values = self._sampler.values(self.hyperparameters, self._next_point)
-        self._next_point += 1
-        return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+        """Values for the next new point of the sequence (see `keras_tuner.Oracle.populate_space`).
+
+        A point whose values an earlier trial already had (a small discrete
+        space) is skipped; when none is new within KerasTuner's collision
+        limit, the space is exhausted and the search ends, as KerasTuner's
+        own oracles end it.
+        """
+        for _ in range(self._max_collisions + 1):
+            values = self._sampler.values(self.hyperparameters, self._next_point)
+            self._next_point += 1
+            if not self._duplicate(values):
+                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+        return {"status": trial_module.TrialStatus.STOPPED, "values": None}
 
     def study_config(self):
         return {**super().study_config(), "skip": self._sampler.skip}

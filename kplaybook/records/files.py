@@ -20,24 +20,41 @@ def write_text(path, text):
     """Writes `text` (str, or bytes for a binary file) to `path` atomically (temporary file, flush, fsync, rename).
 
     On failure (a full disk, a read-only folder) the temporary file is
-    removed, `path` keeps its old content, and the OSError is raised.
+    removed, `path` keeps its old content, and an OSError says so.
     """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(
+            prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
+        )
         with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise OSError(
+            e.errno,
+            f"{e.strerror or e} while writing {path}; what was recorded before is intact: "
+            "free space (or fix the folder's permissions) and run again to resume",
+            path,
+        ) from e
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(tmp)
         raise
     return path
+
+
+def _remove(path):
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_json(path, data, indent=None, allow_nan=False):

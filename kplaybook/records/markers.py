@@ -17,6 +17,8 @@ MARKER_PREFIX = PREFIX + "infeasible:"
 #: them, so the score also reaches the chief in chief/worker mode.
 SCORE = PREFIX + "score"
 BEST_STEP = PREFIX + "best_step"
+#: A worker's sign of life while its trial runs (chief/worker mode); never recorded.
+HEARTBEAT = PREFIX + "heartbeat"
 
 #: The loss (or the objective at every epoch) was NaN or infinite.
 NAN_LOSS = "nan_loss"

@@ -25,7 +25,7 @@ from kplaybook.records.trials import best_position
 from kplaybook.records.trials import sign
 
 _BASE_COLUMNS = ["trial_id", "status", "infeasible_reason", "objective", "best_step", "epochs"]
-_RESERVED = frozenset(_BASE_COLUMNS)
+_RESERVED = frozenset(_BASE_COLUMNS + ["executions", "objective_std"])
 
 #: The columns of `StudyReader.replicates()` after the scientific names.
 REPLICATE_COLUMNS = ["cell", "trial_id", "seed", "status", "infeasible_reason", "objective", "best_step"]
@@ -299,9 +299,11 @@ class StudyReader:
         """One row per trial.
 
         Columns: `trial_id`, `status`, `infeasible_reason`, `objective` (the
-        trial's best objective value over its epochs; NaN unless completed),
+        trial's score, as KerasTuner scores it; NaN unless completed),
         `best_step` (the epoch of that value), `epochs` (how many were
-        recorded), then one column per hyperparameter, named exactly as the
+        recorded), with ``executions_per_trial > 1`` also `executions` and
+        `objective_std` (the spread of the executions' own best values), then
+        one column per hyperparameter, named exactly as the
         hyperparameter (empty where it was inactive); a hyperparameter named
         like one of those columns (e.g. ``epochs``) is ``hp:epochs``.
         """
@@ -327,9 +329,18 @@ class StudyReader:
             "best_step": pd.array([r.best_step for r in records], dtype="Int64"),
             "epochs": pd.array([r.epochs for r in records], dtype="Int64"),
         }
+        columns = list(_BASE_COLUMNS)
+        scores = [r.execution_scores(self.objective, self.direction) for r in records]
+        if any(len(s) > 1 for s in scores):
+            # executions_per_trial > 1: how much the executions of a trial disagree.
+            data["executions"] = pd.array([len(s) for s in scores], dtype="Int64")
+            data["objective_std"] = [
+                float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores
+            ]
+            columns += ["executions", "objective_std"]
         for name in hp_names:
             data[hp_column(name)] = [r.values.get(name) for r in records]
-        return pd.DataFrame(data, columns=_BASE_COLUMNS + [hp_column(n) for n in hp_names])
+        return pd.DataFrame(data, columns=columns + [hp_column(n) for n in hp_names])
 
     def cell_of(self, trial_id):
         """The index into `cells` of a trial's scientific combination (-1 when it matches none)."""

@@ -144,6 +144,21 @@ class TrialRecord:
             for obs in history.get("observations", [])
         }
 
+    def execution_scores(self, metric, direction):
+        """Each execution's own best value of `metric` over its epochs (one per execution).
+
+        With ``executions_per_trial > 1`` KerasTuner keeps only their mean
+        (the trial's score); the study keeps each.
+        """
+        per_step = self.executions(metric)
+        count = max((len(v) for v in per_step.values()), default=0)
+        scores = []
+        for k in range(count):
+            values = [v[k] for v in per_step.values() if len(v) > k and math.isfinite(v[k])]
+            if values:
+                scores.append(min(values) if direction == "min" else max(values))
+        return scores
+
     def __repr__(self):
         return f"<TrialRecord {self.trial_id}: {self.status}, score {self.score}>"
 

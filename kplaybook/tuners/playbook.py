@@ -1,5 +1,6 @@
 """`PlaybookTuner`: a nested study per scientific value, run by KerasTuner."""
 
+from kplaybook.oracles.base import DEFAULT_HEARTBEAT_TIMEOUT
 from kplaybook.oracles.nested import NestedStudyOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.tuners.study_tuner import StudyTuner
@@ -35,10 +36,17 @@ class PlaybookTuner(StudyTuner):
             scientific value before the Gaussian process.
         goal: optional str, the experiment's goal or notes (shown in the
             report and the spreadsheet row of `study.export()`).
+        hyperparameters, tune_new_entries, allow_new_entries,
+        max_retries_per_trial, max_consecutive_failed_trials: as for
+            KerasTuner's tuners. `hyperparameters` may leave out scientific
+            and fixed names: they are registered with their roles' values.
+            Real errors confined to one scientific value also stop the search
+            after `max_consecutive_failed_trials` of its trials in a row.
+        heartbeat_timeout: seconds without a heartbeat after which the chief
+            hands a worker's trial to another worker (chief/worker mode);
+            None never does.
         **kwargs: passed to `keras_tuner.Tuner` (`distribution_strategy`,
-            `executions_per_trial`, ...); `max_retries_per_trial`,
-            `max_consecutive_failed_trials` and `hyperparameters` go to the
-            oracle.
+            `executions_per_trial`, `directory`, ...).
 
     Example:
 
@@ -78,9 +86,12 @@ class PlaybookTuner(StudyTuner):
         paired=True,
         num_initial_points=None,
         hyperparameters=None,
+        tune_new_entries=True,
+        allow_new_entries=True,
         max_retries_per_trial=0,
         max_consecutive_failed_trials=3,
         skip=DEFAULT_SKIP,
+        heartbeat_timeout=DEFAULT_HEARTBEAT_TIMEOUT,
         **kwargs,
     ):
         oracle = NestedStudyOracle(
@@ -92,10 +103,13 @@ class PlaybookTuner(StudyTuner):
             seed=seed,
             paired=paired,
             hyperparameters=hyperparameters,
+            tune_new_entries=tune_new_entries,
+            allow_new_entries=allow_new_entries,
             num_initial_points=num_initial_points,
             skip=skip,
             max_retries_per_trial=max_retries_per_trial,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
+            heartbeat_timeout=heartbeat_timeout,
         )
         super().__init__(
             oracle=oracle,

@@ -1,5 +1,6 @@
 """`QuasiRandomSearch`: KerasTuner's RandomSearch, with a scrambled Halton sequence."""
 
+from kplaybook.oracles.base import DEFAULT_HEARTBEAT_TIMEOUT
 from kplaybook.oracles.quasi_random import QuasiRandomSearchOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.tuners.study_tuner import StudyTuner
@@ -24,6 +25,7 @@ class QuasiRandomSearch(StudyTuner):
         max_retries_per_trial, max_consecutive_failed_trials: as for
             `keras_tuner.RandomSearch`.
         skip: int, initial Halton points skipped.
+        heartbeat_timeout: as for `kp.PlaybookTuner`.
         **kwargs: passed to `keras_tuner.Tuner` (`directory`,
             `project_name`, `overwrite`, `executions_per_trial`, ...).
 
@@ -48,6 +50,7 @@ class QuasiRandomSearch(StudyTuner):
         max_retries_per_trial=0,
         max_consecutive_failed_trials=3,
         skip=DEFAULT_SKIP,
+        heartbeat_timeout=DEFAULT_HEARTBEAT_TIMEOUT,
         **kwargs,
     ):
         oracle = QuasiRandomSearchOracle(
@@ -60,5 +63,6 @@ class QuasiRandomSearch(StudyTuner):
             max_retries_per_trial=max_retries_per_trial,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
             skip=skip,
+            heartbeat_timeout=heartbeat_timeout,
         )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)

@@ -16,9 +16,21 @@ Environment variables (all optional):
 - ``KILL_AT_TRIAL`` and ``KILL_MARKER``: when the trial with that id finishes
   its first epoch, write the marker file and sleep, so that the parent test
   can SIGKILL the process while the trial is RUNNING.
+- ``STALL_TUNER`` and ``KILL_MARKER``: the tuner with that id stalls the same
+  way at the end of its first trial's first epoch (the parent kills it: a
+  worker dying mid-trial).
 - ``BARRIER_TUNERS`` (comma-separated tuner ids) and ``BARRIER_DIR``: the
   first trial of each tuner waits (up to 120 s) until every listed tuner has
   begun a trial, so that all workers of a distributed search take part.
+- ``KILL_AFTER_WRITE=<path>[:<n>]``: SIGKILL this process right after the
+  n-th (default first) atomic write of ``<path>`` (relative to the study
+  directory, e.g. ``trial_2/trial.json``) is complete, before anything else
+  is written: a kill at an exact write point of the study.
+- ``KILL_IN_WRITE=<path>[:<n>]``: SIGKILL it in the middle of that write,
+  after the new content is in the temporary file and before it replaces the
+  old one.
+- ``HEARTBEAT_TIMEOUT`` / ``HEARTBEAT_INTERVAL`` (seconds): the chief's
+  timeout for a silent worker and the workers' heartbeat interval.
 - ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT``, ``KERASTUNER_TUNER_ID``:
   KerasTuner's chief/worker mode, unchanged.
 """
@@ -26,12 +38,14 @@ Environment variables (all optional):
 import argparse
 import json
 import os
+import signal
 import time
 
 import keras
 
 import kplaybook as kp
 from kplaybook import datasets
+from kplaybook.records import files
 
 SCIENTIFIC = {"num_layers": [1, 2]}
 SEED = 0
@@ -115,9 +129,10 @@ class Probe(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         kill_at = os.environ.get("KILL_AT_TRIAL")
-        if kill_at is None or epoch != 0 or _current["trial_id"] is None:
+        stall = os.environ.get("STALL_TUNER") == tuner_id()
+        if (kill_at is None and not stall) or epoch != 0 or _current["trial_id"] is None:
             return
-        if int(_current["trial_id"]) != int(kill_at):
+        if not stall and int(_current["trial_id"]) != int(kill_at):
             return
         marker = os.environ["KILL_MARKER"]
         with open(marker + ".tmp", "w") as f:
@@ -126,7 +141,47 @@ class Probe(keras.callbacks.Callback):
         time.sleep(3600)  # the parent kills us here, mid-trial
 
 
+def install_kill_points(study_dir):
+    """Fault injection at the study's write points (``KILL_AFTER_WRITE``, ``KILL_IN_WRITE``)."""
+    points = {}
+    for variable in ("KILL_AFTER_WRITE", "KILL_IN_WRITE"):
+        if os.environ.get(variable):
+            path, _, count = os.environ[variable].partition(":")
+            points[variable] = (os.path.join(study_dir, path), int(count or 1))
+    if not points:
+        return
+    written = {}
+    original_replace = os.replace
+    original_write = files.write_text
+
+    def replace(src, dst, *args, **kwargs):
+        target = points.get("KILL_IN_WRITE")
+        if target and os.path.abspath(dst) == os.path.abspath(target[0]):
+            written[dst] = written.get(dst, 0) + 1
+            if written[dst] == target[1]:
+                os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is written, not renamed
+        return original_replace(src, dst, *args, **kwargs)
+
+    def write_text(path, text):
+        result = original_write(path, text)
+        target = points.get("KILL_AFTER_WRITE")
+        if target and os.path.abspath(path) == os.path.abspath(target[0]):
+            key = ("after", path)
+            written[key] = written.get(key, 0) + 1
+            if written[key] == target[1]:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    os.replace = replace
+    files.write_text = write_text
+
+
 def make_tuner(directory, project_name, trials_per_study, tuner_class=ProbedTuner):
+    kwargs = {}
+    if os.environ.get("HEARTBEAT_TIMEOUT"):
+        kwargs["heartbeat_timeout"] = float(os.environ["HEARTBEAT_TIMEOUT"])
+    if os.environ.get("HEARTBEAT_INTERVAL"):
+        tuner_class.heartbeat_interval = float(os.environ["HEARTBEAT_INTERVAL"])
     return tuner_class(
         make_build(trials_per_study),
         objective="val_loss",
@@ -136,6 +191,7 @@ def make_tuner(directory, project_name, trials_per_study, tuner_class=ProbedTune
         directory=directory,
         project_name=project_name,
         overwrite=False,
+        **kwargs,
     )
 
 
@@ -155,6 +211,7 @@ def main():
 
     os.makedirs(args.log_dir, exist_ok=True)
     ProbedTuner.log_dir = args.log_dir
+    install_kill_points(os.path.join(args.directory, args.project_name))
     (x, y), (x_val, y_val) = load_data()
     tuner = make_tuner(args.directory, args.project_name, args.trials_per_study)
     tuner.search(
