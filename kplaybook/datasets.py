@@ -3,8 +3,6 @@
 import difflib
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 OFFLINE_DATASET = "digits"
 TFDS_CATALOG = "https://www.tensorflow.org/datasets/catalog/overview"
@@ -78,6 +76,11 @@ def load_tfds(name, max_examples=None, validation_split="test", data_dir=None):
         >>> (x, y), (xv, yv) = load_tfds("mnist", max_examples=10000)     # internet
         >>> (x, y), (xv, yv) = load_tfds(tfds.ImageFolder("my_images"))   # local PNGs
     """
+    # Imported here, as in the functions below: tensorflow_datasets (and the
+    # TensorFlow it loads) is slow to import, and load("digits") needs neither.
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
     if max_examples is not None and (
         isinstance(max_examples, bool)
         or not isinstance(max_examples, (int, np.integer))
@@ -120,6 +123,8 @@ def load_tfds(name, max_examples=None, validation_split="test", data_dir=None):
 
 def _named_builder(name, data_dir):
     """`tfds.builder(name)`, with an unknown name as a one-sentence error."""
+    import tensorflow_datasets as tfds
+
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError:
@@ -137,6 +142,8 @@ def _named_builder(name, data_dir):
 
 def _check_image_classification(builder):
     """Refuse a dataset whose supervised pairs are not (Image, ClassLabel), before any download."""
+    import tensorflow_datasets as tfds
+
     keys = builder.info.supervised_keys
     advice = (
         "kp.datasets.load reads (image, class label) datasets such as 'mnist', so read this "
