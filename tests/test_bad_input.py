@@ -152,7 +152,8 @@ def a_file(tmp_path):
                     "AttributeError: 'NoneType' object has no attribute 'message'"),
         case("skip=-1", {"skip": -1}, "skip",
              reason="accepted; search() raises ValueError 'negative dimensions are not allowed' "
-                    "from scipy, after oracle.json is written"),
+                    "from scipy after oracle.json is written, and re-running with the default "
+                    "skip is then refused ('started with different settings (skip: saved -1)')"),
         # max_trials
         case("max_trials=None", {"max_trials": None}, "max_trials",
              reason="accepted; search() never stops"),
