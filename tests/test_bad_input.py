@@ -142,56 +142,36 @@ def a_file(tmp_path):
     "kwargs, match",
     [
         # The reports users sent.
-        case("max_trials=0", {"max_trials": 0}, "max_trials",
-             reason="accepted; search() never stops (a new trial every few seconds until killed)"),
-        case("max_trials=-1", {"max_trials": -1}, "max_trials",
-             reason="accepted; search() returns at once having run no trial, no message"),
+        case("max_trials=0", {"max_trials": 0}, "max_trials"),
+        case("max_trials=-1", {"max_trials": -1}, "max_trials"),
         case("max_consecutive_failed_trials=0", {"max_consecutive_failed_trials": 0},
-             "max_consecutive_failed_trials",
-             reason="accepted; search() ends after the first successful trial with "
-                    "AttributeError: 'NoneType' object has no attribute 'message'"),
-        case("skip=-1", {"skip": -1}, "skip",
-             reason="accepted; search() raises ValueError 'negative dimensions are not allowed' "
-                    "from scipy after oracle.json is written, and re-running with the default "
-                    "skip is then refused ('started with different settings (skip: saved -1)')"),
+             "max_consecutive_failed_trials"),
+        case("skip=-1", {"skip": -1}, "skip"),
         # max_trials
         case("max_trials=None", {"max_trials": None}, "max_trials",
              reason="accepted; search() never stops"),
-        case("max_trials=nan", {"max_trials": math.nan}, "max_trials",
-             reason="accepted; search() never stops"),
-        case("max_trials=inf", {"max_trials": math.inf}, "max_trials",
-             reason="accepted; search() never stops"),
-        case("max_trials='3'", {"max_trials": "3"}, "max_trials",
-             reason="accepted; search() raises TypeError \"'>=' not supported between "
-                    "instances of 'int' and 'str'\""),
-        case("max_trials=2.5", {"max_trials": 2.5}, "max_trials",
-             reason="accepted; search() silently runs 3 trials"),
-        case("max_trials=True", {"max_trials": True}, "max_trials",
-             reason="accepted (a bool as a number); search() runs 1 trial"),
+        case("max_trials=nan", {"max_trials": math.nan}, "max_trials"),
+        case("max_trials=inf", {"max_trials": math.inf}, "max_trials"),
+        case("max_trials='3'", {"max_trials": "3"}, "max_trials"),
+        case("max_trials=2.5", {"max_trials": 2.5}, "max_trials"),
+        case("max_trials=True", {"max_trials": True}, "max_trials"),
         # seed
         case("seed=-1", {"seed": -1}, "seed"),
         case("seed='0'", {"seed": "0"}, "seed"),
         case("seed=1.5", {"seed": 1.5}, "seed"),
         case("seed=True", {"seed": True}, "seed"),
         # skip
-        case("skip='2'", {"skip": "2"}, "skip", reason="accepted: int('2') is used silently"),
-        case("skip=1.5", {"skip": 1.5}, "skip", reason="accepted: truncated to 1 silently"),
-        case("skip=True", {"skip": True}, "skip", reason="accepted (a bool as a number): skip=1"),
-        case("skip=None", {"skip": None}, "skip",
-             reason="TypeError 'int() argument must be a string, a bytes-like object or a real "
-                    "number, not NoneType' (does not name skip)"),
+        case("skip='2'", {"skip": "2"}, "skip"),
+        case("skip=1.5", {"skip": 1.5}, "skip"),
+        case("skip=True", {"skip": True}, "skip"),
+        case("skip=None", {"skip": None}, "skip"),
         # failures and retries
         case("max_consecutive_failed_trials=-1", {"max_consecutive_failed_trials": -1},
-             "max_consecutive_failed_trials",
-             reason="accepted; the same AttributeError after the first successful trial"),
+             "max_consecutive_failed_trials"),
         case("max_consecutive_failed_trials=True", {"max_consecutive_failed_trials": True},
-             "max_consecutive_failed_trials",
-             reason="accepted (a bool as a number): stops after 1 failure"),
-        case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial",
-             reason="accepted; behaves as 0, no message"),
-        case("executions_per_trial=0", {"executions_per_trial": 0}, "executions_per_trial",
-             reason="accepted; search() trains nothing and raises FatalTypeError 'HyperModel.fit() "
-                    "returned [] and no epoch was logged; did you forget to return the metrics?'"),
+             "max_consecutive_failed_trials"),
+        case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial"),
+        case("executions_per_trial=0", {"executions_per_trial": 0}, "executions_per_trial"),
         # objective
         case("objective=3", {"objective": 3}, "objective"),
         case("objective=''", {"objective": ""}, "objective"),
@@ -199,8 +179,7 @@ def a_file(tmp_path):
         # KerasTuner's own arguments, passed through
         case("hyperparameters=dict", {"hyperparameters": {"units": 8}}, "hyperparameters",
              reason="AttributeError: 'dict' object has no attribute 'space'"),
-        case("tune_new_entries='no'", {"tune_new_entries": "no"}, "tune_new_entries",
-             reason="accepted: 'no' is truthy, so new entries are tuned"),
+        case("tune_new_entries='no'", {"tune_new_entries": "no"}, "tune_new_entries"),
         case("project_name=3", {"project_name": 3}, "project_name",
              reason="TypeError 'join() argument must be str, bytes, or os.PathLike object, "
                     "not int' (does not name project_name)"),
@@ -262,11 +241,9 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
         case("scientific str", {"scientific": {"units": "816"}}, "scientific"),
         case("scientific duplicate", {"scientific": {"units": [8, 8]}}, "scientific"),
         case("scientific None value", {"scientific": {"units": [8, None]}}, "scientific"),
-        case("scientific undeclared name", {"scientific": {"nope": [1, 2]}}, "scientific"),
         case("scientific outside declaration", {"scientific": {"units": [8, 1000]}},
              "(?i)scientific value"),
         case("fixed=list", {"fixed": ["act"]}, "fixed"),
-        case("fixed undeclared name", {"fixed": {"nope": 1}}, "fixed"),
         case("scientific and fixed", {"fixed": {"units": 8}}, "scientific and fixed"),
         # trials_per_study
         case("trials_per_study=0", {"trials_per_study": 0}, "trials_per_study"),
@@ -281,29 +258,21 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
         case("seed=-1", {"seed": -1}, "seed"),
         case("seed=True", {"seed": True}, "seed"),
         # skip, paired, num_initial_points
-        case("skip=-1", {"skip": -1}, "skip",
-             reason="accepted; search() raises 'negative dimensions are not allowed'"),
-        case("skip='2'", {"skip": "2"}, "skip", reason="accepted: int('2') is used silently"),
-        case("paired=None", {"paired": None}, "paired",
-             reason="accepted: bool(None) makes the study silently unpaired"),
-        case("paired='no'", {"paired": "no"}, "paired",
-             reason="accepted: 'no' is truthy, the study is paired"),
+        case("skip=-1", {"skip": -1}, "skip"),
+        case("skip='2'", {"skip": "2"}, "skip"),
+        case("paired=None", {"paired": None}, "paired"),
+        case("paired='no'", {"paired": "no"}, "paired"),
         case("num_initial_points=-1", {"search": "bayesian", "num_initial_points": -1},
-             "num_initial_points", reason="accepted; behaves as 0, no message"),
+             "num_initial_points"),
         case("num_initial_points='3'", {"search": "bayesian", "num_initial_points": "3"},
-             "num_initial_points",
-             reason="accepted; search() raises TypeError \"'>=' not supported between "
-                    "instances of 'int' and 'str'\""),
+             "num_initial_points"),
         case("num_initial_points with quasi_random", {"num_initial_points": 5},
              "num_initial_points",
              reason="accepted and silently ignored (it only applies to search='bayesian')"),
         # failures
         case("max_consecutive_failed_trials=0", {"max_consecutive_failed_trials": 0},
-             "max_consecutive_failed_trials",
-             reason="accepted; search() ends after the first successful trial with "
-                    "AttributeError: 'NoneType' object has no attribute 'message'"),
-        case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial",
-             reason="accepted; behaves as 0, no message"),
+             "max_consecutive_failed_trials"),
+        case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial"),
         case("objective=[two]", {"objective": ["val_loss", "loss"]}, "objective"),
         case("goal=3", {"goal": 3}, "goal"),
         case("unknown keyword", {"trial_per_study": 3}, "trial_per_study"),
@@ -323,11 +292,9 @@ def test_playbook_tuner_rejects(tmp_path, kwargs, match):
     "make, match",
     [
         case("QuasiRandomSearchOracle max_trials=0",
-             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=0), "max_trials",
-             reason="accepted; a search with it never stops"),
+             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=0), "max_trials"),
         case("QuasiRandomSearchOracle skip=-1",
-             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", skip=-1), "skip",
-             reason="accepted; the first trial raises 'negative dimensions are not allowed'"),
+             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", skip=-1), "skip"),
         case("QuasiRandomSearchOracle seed=-1",
              lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", seed=-1), "seed"),
         case("NestedStudyOracle trials_per_study=0",
@@ -336,14 +303,11 @@ def test_playbook_tuner_rejects(tmp_path, kwargs, match):
         case("NestedStudyOracle search='grid'",
              lambda: kp.oracles.NestedStudyOracle("val_loss", search="grid"), "search"),
         case("NestedStudyOracle skip=-1",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", skip=-1), "skip",
-             reason="accepted; the first trial raises 'negative dimensions are not allowed'"),
+             lambda: kp.oracles.NestedStudyOracle("val_loss", skip=-1), "skip"),
         case("NestedStudyOracle skip='3'",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", skip="3"), "skip",
-             reason="accepted: int('3') is used silently"),
+             lambda: kp.oracles.NestedStudyOracle("val_loss", skip="3"), "skip"),
         case("NestedStudyOracle paired=None",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", paired=None), "paired",
-             reason="accepted: bool(None) makes it silently unpaired"),
+             lambda: kp.oracles.NestedStudyOracle("val_loss", paired=None), "paired"),
     ],
 )
 def test_oracles_reject(make, match):
@@ -357,21 +321,13 @@ def test_oracles_reject(make, match):
 @pytest.mark.parametrize(
     "fit, match",
     [
-        case("epochs=0", {"epochs": 0}, "epochs",
-             reason="FatalTypeError 'HyperModel.fit() returned [<History>] and no epoch was "
-                    "logged; did you forget to return the metrics?' after trial 0 is created "
-                    "(left 'running' on disk)"),
-        case("epochs=-1", {"epochs": -1}, "epochs",
-             reason="the same FatalTypeError about returning the metrics; trial 0 left on disk"),
-        case("epochs='1'", {"epochs": "1"}, "epochs",
-             reason="not refused: every trial fails inside fit() and search() returns normally"),
-        case("epochs=1.5", {"epochs": 1.5}, "epochs",
-             reason="not refused: every trial fails inside fit() and search() returns normally"),
+        case("epochs=0", {"epochs": 0}, "epochs"),
+        case("epochs=-1", {"epochs": -1}, "epochs"),
+        case("epochs='1'", {"epochs": "1"}, "epochs"),
+        case("epochs=1.5", {"epochs": 1.5}, "epochs"),
         case("batch_size=0", {"batch_size": 0}, "batch_size",
              reason="not refused: trials train and complete with Keras's default batch size"),
-        case("validation_data missing", {"validation_data": None}, "validation_data",
-             reason="the message is right (names validation_data) but comes after trial 0 "
-                    "trained, and trial 0 is left on disk as 'running'"),
+        case("validation_data missing", {"validation_data": None}, "validation_data"),
         case("x and y of different lengths", {"y_length": 50}, r"\bx\b|\by\b",
              reason="not refused: every trial fails inside fit() and search() returns normally"),
         case("callbacks not a list", {"callbacks": keras.callbacks.EarlyStopping()}, "callbacks",
@@ -388,6 +344,23 @@ def test_search_rejects_before_training(tmp_path, data, fit, match):
     )
     with pytest.raises(BAD, match=match):
         tuner.search(x, y, **kwargs)
+    assert not list((tmp_path / "s").glob("trial_*")), "a trial was recorded"
+
+
+@pytest.mark.parametrize(
+    "roles, match",
+    [
+        case("scientific undeclared name", {"scientific": {"nope": [1, 2]}}, "scientific names 'nope'"),
+        case("fixed undeclared name", {"fixed": {"nope": 1}}, "fixed names 'nope'"),
+    ],
+)
+def test_playbook_search_rejects_undeclared_role_names_before_training(tmp_path, data, roles, match):
+    # Known only once build(hp) and HyperModel.fit declared theirs: search() raises.
+    x, y, xv, yv = data
+    tuner = kp.PlaybookTuner(build, trials_per_study=1, seed=0, directory=str(tmp_path),
+                             project_name="s", **roles)
+    with pytest.raises(kp.RoleError, match=match):
+        tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert not list((tmp_path / "s").glob("trial_*")), "a trial was recorded"
 
 
@@ -622,11 +595,8 @@ def test_spaces_reject(space, kwargs, match):
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        case("unknown name", ("no_such_name",), {}, "digits",
-             reason="tfds's DatasetNotFoundError: a 459-line message listing every TFDS dataset, "
-                    "not saying 'digits' is the offline one"),
-        case("'Digits'", ("Digits",), {}, "'digits'",
-             reason="sent to TFDS: 'Dataset digits not found.' and the 459-line list"),
+        case("unknown name", ("no_such_name",), {}, "digits"),
+        case("'Digits'", ("Digits",), {}, "'digits'"),
         case("name=None", (None,), {}, "name",
              reason="TypeError \"expected string or bytes-like object, got 'NoneType'\""),
         case("validation_fraction=1.5", ("digits",), {"validation_fraction": 1.5},
@@ -943,37 +913,26 @@ class Context:
              lambda c: c.qr(max_consecutive_failed_trials=np.int64(2))),
         case("QuasiRandomSearch executions_per_trial",
              lambda c: c.qr(executions_per_trial=np.int64(1))),
-        case("QuasiRandomSearch seed", lambda c: c.qr(seed=np.int64(3)),
-             reason="ValueError 'seed must be a non-negative int or None, got np.int64(3)'"),
-        case("PlaybookTuner seed", lambda c: c.pt(seed=np.int64(3)),
-             reason="ValueError 'seed must be a non-negative int or None, got np.int64(3)'"),
-        case("PlaybookTuner trials_per_study", lambda c: c.pt(trials_per_study=np.int64(3)),
-             reason="ValueError 'trials_per_study must be a positive int, got np.int64(3)'"),
+        case("QuasiRandomSearch seed", lambda c: c.qr(seed=np.int64(3))),
+        case("PlaybookTuner seed", lambda c: c.pt(seed=np.int64(3))),
+        case("PlaybookTuner trials_per_study", lambda c: c.pt(trials_per_study=np.int64(3))),
         case("PlaybookTuner scientific int64 values",
-             lambda c: c.pt(scientific={"units": [np.int64(8), np.int64(16)]}),
-             reason="RoleError \"scientific['units'] is np.int64(8) of type int64; use a bool, "
-                    "int, float or str\""),
-        case("PlaybookTuner scientific np.array", lambda c: c.pt(scientific={"units": np.array([8, 16])}),
-             reason="RoleError \"scientific['units'] is np.int64(8) of type int64\""),
+             lambda c: c.pt(scientific={"units": [np.int64(8), np.int64(16)]})),
+        case("PlaybookTuner scientific np.array", lambda c: c.pt(scientific={"units": np.array([8, 16])})),
         case("PlaybookTuner scientific float64 values",
              lambda c: c.pt(scientific={"learning_rate": list(np.array([1e-3, 1e-2]))})),
         case("PlaybookTuner fixed int64",
-             lambda c: c.pt(fixed={"units": np.int64(8)}, scientific={"act": ["relu", "tanh"]}),
-             reason="RoleError \"fixed['units'] is np.int64(8) of type int64\""),
+             lambda c: c.pt(fixed={"units": np.int64(8)}, scientific={"act": ["relu", "tanh"]})),
         case("PlaybookTuner fixed float32",
-             lambda c: c.pt(fixed={"learning_rate": np.float32(0.01)}),
-             reason="RoleError \"fixed['learning_rate'] is np.float32(0.01) of type float32\""),
+             lambda c: c.pt(fixed={"learning_rate": np.float32(0.01)})),
         case("PlaybookTuner num_initial_points (searched)", lambda c: c.pt(
             search="bayesian", num_initial_points=np.int64(1), trials_per_study=1,
             scientific={"units": [8]}).search(*c.data[:2], validation_data=c.data[2:], epochs=1,
-                                              verbose=0),
-             reason="accepted by the constructor, then search() raises TypeError 'Object of "
-                    "type int64 is not JSON serializable' (saving the study config)"),
+                                              verbose=0)),
         case("QuasiRandomSearchOracle max_trials",
              lambda c: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=np.int64(3))),
         case("NestedStudyOracle trials_per_study",
-             lambda c: kp.oracles.NestedStudyOracle("val_loss", trials_per_study=np.int64(3)),
-             reason="ValueError 'trials_per_study must be a positive int, got np.int64(3)'"),
+             lambda c: kp.oracles.NestedStudyOracle("val_loss", trials_per_study=np.int64(3))),
         case("Study.curves trial id", lambda c: c.study.curves(np.int64(3))),
         case("Study.steps execution", lambda c: c.study.steps("0", np.int64(0))),
         case("Study.plot_grad_norms trial id", lambda c: c.study.plot_grad_norms(np.int64(0))),
