@@ -13,6 +13,7 @@ Example:
 
 import math
 import numbers
+import os
 
 
 def is_integer(value):
@@ -99,6 +100,13 @@ def one_of(value, name, options):
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}.")
     return value
+
+
+def path(value, name):
+    """`value` as a str path (str or os.PathLike), else a `TypeError` naming `name`."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise TypeError(f"{name} must be a str or os.PathLike path, got {value!r}.")
 
 
 def boolean(value, name):

@@ -180,11 +180,8 @@ def a_file(tmp_path):
         case("hyperparameters=dict", {"hyperparameters": {"units": 8}}, "hyperparameters",
              reason="AttributeError: 'dict' object has no attribute 'space'"),
         case("tune_new_entries='no'", {"tune_new_entries": "no"}, "tune_new_entries"),
-        case("project_name=3", {"project_name": 3}, "project_name",
-             reason="TypeError 'join() argument must be str, bytes, or os.PathLike object, "
-                    "not int' (does not name project_name)"),
-        case("directory=3", {"directory": 3}, "directory",
-             reason="accepted: writes the study into a folder named '3' in the working directory"),
+        case("project_name=3", {"project_name": 3}, "project_name"),
+        case("directory=3", {"directory": 3}, "directory"),
         case("goal=3", {"goal": 3}, "goal"),
         case("distribution_strategy='mirrored'", {"distribution_strategy": "mirrored"}, "strategy"),
         case("unknown keyword", {"max_trail": 3}, "max_trail"),
@@ -207,10 +204,8 @@ def test_quasi_random_search_rejects_a_bad_hypermodel(tmp_path):
 @pytest.mark.parametrize(
     "overwrite",
     [
-        case("overwrite='no'", "no",
-             reason="accepted: 'no' is truthy and the existing study is deleted"),
-        case("overwrite='False'", "False",
-             reason="accepted: 'False' is truthy and the existing study is deleted"),
+        case("overwrite='no'", "no"),
+        case("overwrite='False'", "False"),
     ],
 )
 def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwrite):
@@ -267,8 +262,7 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
         case("num_initial_points='3'", {"search": "bayesian", "num_initial_points": "3"},
              "num_initial_points"),
         case("num_initial_points with quasi_random", {"num_initial_points": 5},
-             "num_initial_points",
-             reason="accepted and silently ignored (it only applies to search='bayesian')"),
+             "num_initial_points"),
         # failures
         case("max_consecutive_failed_trials=0", {"max_consecutive_failed_trials": 0},
              "max_consecutive_failed_trials"),
@@ -325,13 +319,10 @@ def test_oracles_reject(make, match):
         case("epochs=-1", {"epochs": -1}, "epochs"),
         case("epochs='1'", {"epochs": "1"}, "epochs"),
         case("epochs=1.5", {"epochs": 1.5}, "epochs"),
-        case("batch_size=0", {"batch_size": 0}, "batch_size",
-             reason="not refused: trials train and complete with Keras's default batch size"),
+        case("batch_size=0", {"batch_size": 0}, "batch_size"),
         case("validation_data missing", {"validation_data": None}, "validation_data"),
-        case("x and y of different lengths", {"y_length": 50}, r"\bx\b|\by\b",
-             reason="not refused: every trial fails inside fit() and search() returns normally"),
-        case("callbacks not a list", {"callbacks": keras.callbacks.EarlyStopping()}, "callbacks",
-             reason="not refused: every trial fails inside fit() and search() returns normally"),
+        case("x and y of different lengths", {"y_length": 50}, r"\bx\b|\by\b"),
+        case("callbacks not a list", {"callbacks": keras.callbacks.EarlyStopping()}, "callbacks"),
     ],
 )
 def test_search_rejects_before_training(tmp_path, data, fit, match):

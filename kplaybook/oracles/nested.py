@@ -104,6 +104,11 @@ class NestedStudyOracle(PlaybookOracle):
         paired = validation.boolean(paired, "paired")
         if num_initial_points is not None:
             num_initial_points = validation.positive_int(num_initial_points, "num_initial_points")
+            if search != "bayesian":
+                raise ValueError(
+                    "num_initial_points applies only to search='bayesian' (the quasi-random "
+                    f"trials before the Bayesian search); drop it or pass search='bayesian', not {search!r}."
+                )
         self.cells = roles.scientific_cells(self.scientific)
         super().__init__(
             objective=objective,

@@ -78,6 +78,12 @@ class StudyTuner(kt.Tuner):
             kwargs["executions_per_trial"] = validation.positive_int(
                 kwargs["executions_per_trial"], "executions_per_trial"
             )
+        # Checked before KerasTuner sees them: a truthy "no" would delete the study.
+        if "overwrite" in kwargs:
+            kwargs["overwrite"] = validation.boolean(kwargs["overwrite"], "overwrite")
+        for name in ("directory", "project_name"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = validation.path(kwargs[name], name)
         self.goal = goal
         self._search_arguments = ((), {})
         self._recordings = None
@@ -122,8 +128,16 @@ class StudyTuner(kt.Tuner):
         training. `tuner.study().replicate()` re-trains with the same
         arguments.
         """
-        if "epochs" in fit_kwargs:
-            validation.positive_int(fit_kwargs["epochs"], "epochs")
+        for name in ("epochs", "batch_size"):
+            if fit_kwargs.get(name) is not None:
+                validation.positive_int(fit_kwargs[name], name)
+        callbacks = fit_kwargs.get("callbacks")
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(
+                f"callbacks must be a list of keras callbacks, got {type(callbacks).__name__}; "
+                "pass callbacks=[...]."
+            )
+        _check_lengths(fit_args, fit_kwargs)
         self._check_validation_data(fit_kwargs)
         self._search_arguments = (fit_args, dict(fit_kwargs))
         if dist_utils.is_chief_oracle() and isinstance(self.oracle, PlaybookOracle):
@@ -364,6 +378,20 @@ class StudyTuner(kt.Tuner):
             self.hypermodel, fit_args, fit_kwargs, distribution_strategy=self.distribution_strategy
         )
         return study
+
+
+def _check_lengths(fit_args, fit_kwargs):
+    """x and y of different lengths are refused before any trial (Keras would fail every one)."""
+    x = fit_args[0] if fit_args else fit_kwargs.get("x")
+    y = fit_args[1] if len(fit_args) > 1 else fit_kwargs.get("y")
+    lengths = []
+    for value in (x, y):
+        shape = getattr(value, "shape", None)
+        lengths.append(shape[0] if shape else None)
+    if None not in lengths and lengths[0] != lengths[1]:
+        raise ValueError(
+            f"x has {lengths[0]} examples but y has {lengths[1]}; pass x and y of equal length."
+        )
 
 
 #: Limits of the extra builds `_populate_initial_space` makes to find names
