@@ -60,5 +60,12 @@ class SyncBatchNormError(ValueError):
     """
 
 
+class TooFewTrials(ValueError):
+    """A study has too few completed trials for the analysis asked of it (e.g. `Study.importance`).
+
+    The message says how many it has, how many are needed, and to run more.
+    """
+
+
 class PlaybookWarning(UserWarning):
     """A setting is allowed but goes against one of the playbook's rules of thumb."""

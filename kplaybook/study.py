@@ -9,6 +9,7 @@ reader's public methods.
 from keras_tuner.engine import hyperparameters as hp_module
 
 from kplaybook.analysis import checks
+from kplaybook.analysis import importance
 from kplaybook.analysis import plot_data
 from kplaybook.analysis import plots
 from kplaybook.analysis import report
@@ -139,6 +140,84 @@ class Study(StudyReader):
         Example: ``study.plot_sampling()``
         """
         return plots.render_sampling(plot_data.sampling_plot_data(self))
+
+    # -- which hyperparameters matter ------------------------------------------
+
+    def importance(self, by_scientific=False, infeasible="worst", surrogate="gp", seed=0):
+        """How much of the objective's variance each hyperparameter explains: a DataFrame.
+
+        The playbook's exploration question: which hyperparameters the
+        objective is most sensitive to, which interact, which are
+        insensitive ("Exploration vs exploitation",
+        https://github.com/google-research/tuning_playbook#exploration-vs-exploitation).
+        A Gaussian process fitted to the trials is decomposed into Sobol
+        indices (see `kplaybook.analysis.importance`).
+
+        Args:
+            by_scientific: one decomposition per scientific value (of its
+                nuisance hyperparameters; a ``scientific`` column), or one
+                of all trials (the default; scientific hyperparameters count
+                as dimensions).
+            infeasible: "worst" (infeasible trials count as the worst
+                completed value) or "drop".
+            surrogate: "gp" (default) or "forest".
+            seed: int, the seed of the fit and of the Sobol points.
+
+        Returns:
+            DataFrame, one row per tuned hyperparameter, largest `total`
+            first: `hyperparameter`, `importance` (its share of the
+            variance, alone; the shares sum to at most 1), `total` (with its
+            interactions), `low` and `high` (a 90% interval over bootstrap
+            refits), `trials` (used).
+
+        Raises:
+            kp.errors.TooFewTrials: fewer than 2 completed trials per tuned
+                hyperparameter (at least 8): it cannot tell.
+
+        Example:
+
+        ```python
+        imp = kp.Study.load("saved_studies/depth").importance()
+        print(imp[["hyperparameter", "importance", "low", "high"]])
+        ```
+        """
+        return importance.importance_frame(
+            importance.importance_data(self, by_scientific, infeasible, surrogate, seed)
+        )
+
+    def interactions(self, by_scientific=False, infeasible="worst", surrogate="gp", seed=0):
+        """Which pairs of hyperparameters interact: a DataFrame, largest share first.
+
+        Columns `hp_a`, `hp_b`, `importance` (the share of the objective's
+        variance the pair explains together beyond each one's own share),
+        `low`, `high`. Only pairs whose members both have interaction
+        variance are estimated; other pairs are 0. Arguments as `importance`.
+
+        Example: ``study.interactions().head(3)``
+        """
+        return importance.interactions_frame(
+            importance.importance_data(self, by_scientific, infeasible, surrogate, seed)
+        )
+
+    def plot_importance(self, by_scientific=False, **kwargs):
+        """Importance bars with intervals and the pairs as a small heat map; a matplotlib Figure.
+
+        Example: ``study.plot_importance().savefig("importance.png")``
+        """
+        return plots.render_importance(
+            plot_data.importance_plot_data(self, by_scientific=by_scientific, **kwargs)
+        )
+
+    def plot_contour(self, hp_x, hp_y):
+        """The objective over two hyperparameters, the trials on top; a matplotlib Figure.
+
+        The surface is a Gaussian process fitted to the completed trials in
+        the two hyperparameters' sampled coordinates (log axes for log
+        dimensions), the other hyperparameters averaged out.
+
+        Example: ``study.plot_contour("learning_rate", "one_minus_beta_1")``
+        """
+        return plots.render_contour(plot_data.contour_plot_data(self, hp_x, hp_y))
 
     # -- seed replicates -----------------------------------------------------
 

@@ -68,6 +68,18 @@ class Dimension:
             u = (x - low) / (high - low)
         return 1.0 - u if self.reverse else u
 
+    def value_at(self, u):
+        """The values at [0, 1] coordinates `u` (the inverse of `coordinate`; numeric dimensions)."""
+        u = np.asarray(u, dtype=float)
+        low, high = self.low, self.high
+        if self.reverse:
+            u = 1.0 - u
+        if self.log:
+            x = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            x = low + u * (high - low)
+        return high + low - x if self.reverse else x
+
 
 class Prepared:
     """A study's table, roles, scientific cells and curves, in the form the analysis needs.

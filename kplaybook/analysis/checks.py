@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from kplaybook import roles
+from kplaybook.analysis import importance
 from kplaybook.analysis._prepared import prepare
 from kplaybook.callbacks.gradient_clipping import AGGRESSIVE_CLIP_FRACTION
 from kplaybook.citations import mention
 from kplaybook.citations import url
+from kplaybook.errors import TooFewTrials
 from kplaybook.findings import Finding
 from kplaybook.records import markers
 
@@ -80,6 +82,16 @@ BEST_STEP_CONSISTENT_SHARE = 0.75
 #: and the study's top 3 (the top 3 of the playbook's axis plots).
 TOP_TRIALS = 3
 
+#: "Exploration vs exploitation": a nuisance hyperparameter whose share of the
+#: objective's variance, interactions included, stays below this (the upper
+#: end of its 90% interval) for every scientific value barely matters: it can
+#: be fixed to simplify later rounds.
+INSENSITIVE_SHARE = 0.03
+#: A pair of hyperparameters that explains at least this share together,
+#: beyond each one's own (and at least half of it at the low end of the
+#: interval), interacts: tune both, never fix one of them.
+INTERACTION_SHARE = 0.10
+
 SEVERITIES = ("warning", "info")
 
 CODES = (
@@ -95,6 +107,8 @@ CODES = (
     "aggressive_clipping",
     "fixed_optimizer_hparams",
     "failed_trials",
+    "insensitive",
+    "interaction",
 )
 
 
@@ -115,6 +129,7 @@ def run_checks(study):
         _aggressive_clipping,
         _fixed_optimizer_hparams,
         _failed_trials,
+        _sensitivity,
     ):
         findings.extend(check(p))
     p.findings = sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
@@ -739,6 +754,85 @@ def _fixed_optimizer_hparams(p):
             url("scientific_nuisance_fixed"),
         )
     ]
+
+
+# -- which hyperparameters matter ---------------------------------------------------
+
+
+def _sensitivity(p):
+    """`insensitive` nuisance hyperparameters and `interaction` pairs, from `importance_data`."""
+    try:
+        results = importance.importance_data(p.study, by_scientific=bool(p.scientific))
+    except TooFewTrials:
+        return []  # sampling_density already asks for more trials
+    findings = []
+    nuisance = [d.name for d in p.dimensions if d.role == "nuisance"]
+    insensitive = []
+    for name in nuisance:
+        shares = [
+            (r.label, float(r.total[r.names.index(name)]), float(r.high[r.names.index(name)]))
+            for r in results
+            if name in r.names
+        ]
+        if shares and all(high < INSENSITIVE_SHARE for _, _, high in shares):
+            insensitive.append((name, shares))
+    if insensitive:
+        findings.append(
+            Finding(
+                "insensitive",
+                "info",
+                f"{_count(len(insensitive), 'nuisance hyperparameter')} barely matter: "
+                + "; ".join(
+                    f"{name} explains at most {max(h for _, _, h in shares):.1%} of the "
+                    "objective's variance"
+                    for name, shares in insensitive
+                )
+                + f" (under {INSENSITIVE_SHARE:.0%}, interactions included).",
+                "Fix them at a good value to simplify later rounds and spend the trials on "
+                f"the rest {mention('exploration_vs_exploitation')}.",
+                {
+                    "hyperparameters": {
+                        name: [{"scientific": label, "total": t, "high": h} for label, t, h in shares]
+                        for name, shares in insensitive
+                    },
+                    "threshold": INSENSITIVE_SHARE,
+                },
+                url("exploration_vs_exploitation"),
+            )
+        )
+    pairs = []
+    for r in results:
+        for (i, j), (share, low, high) in r.pairs.items():
+            if share >= INTERACTION_SHARE and low >= INTERACTION_SHARE / 2:
+                pairs.append((r.label, r.names[i], r.names[j], share, low, high))
+    if pairs:
+        pairs.sort(key=lambda item: -item[3])
+        findings.append(
+            Finding(
+                "interaction",
+                "warning",
+                f"{_count(len(pairs), 'pair')} of hyperparameters interact: "
+                + "; ".join(
+                    f"{a} and {b} explain {share:.0%} together beyond their own shares"
+                    + (f" ({label})" if label != "all trials" else "")
+                    for label, a, b, share, _, _ in pairs
+                )
+                + ".",
+                "Keep both of each pair nuisance and tune them together: fixing one fixes the "
+                "other's best value too (see study.plot_contour) "
+                f"{mention('exploration_vs_exploitation')}.",
+                {
+                    "pairs": [
+                        {"scientific": label, "hp_a": a, "hp_b": b, "importance": share,
+                         "low": low, "high": high}
+                        for label, a, b, share, low, high in pairs
+                    ],
+                    "threshold": INTERACTION_SHARE,
+                },
+                url("exploration_vs_exploitation"),
+            )
+        )
+    return findings
 
 
 # -- real errors -------------------------------------------------------------------

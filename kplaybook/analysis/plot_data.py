@@ -10,6 +10,7 @@ import typing
 import numpy as np
 
 from kplaybook.analysis import checks
+from kplaybook.analysis import importance
 from kplaybook.analysis._prepared import prepare
 
 
@@ -124,6 +125,50 @@ class SamplingPanel(typing.NamedTuple):
     mean: np.ndarray
     quantiles: np.ndarray
     late_gain: float
+    objective: str
+
+
+class ImportancePanel(typing.NamedTuple):
+    """The importance plot of one decomposition: shares with intervals, and pairs as a matrix.
+
+    `first` and `total` per hyperparameter in `names` (largest total first),
+    `low`/`high` the interval; `pairs[i, j]` the pair's interaction share
+    (NaN where it was not estimated).
+    """
+
+    label: str
+    names: list
+    first: np.ndarray
+    total: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    pairs: np.ndarray
+    trials: int
+
+
+class ContourData(typing.NamedTuple):
+    """The objective over two hyperparameters (a smooth fit of the trials), trials on top.
+
+    `grid_x`/`grid_y` are values along each axis, `z[j, i]` the fitted
+    objective at (`grid_x[i]`, `grid_y[j]`); `x`, `y`, `value` the completed
+    trials, `infeasible_x`/`_y` the infeasible ones; `categories_*` are set
+    for categorical axes (the grids are then positions).
+    """
+
+    hp_x: str
+    hp_y: str
+    log_x: bool
+    log_y: bool
+    categories_x: list | None
+    categories_y: list | None
+    grid_x: np.ndarray
+    grid_y: np.ndarray
+    z: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    value: np.ndarray
+    infeasible_x: np.ndarray
+    infeasible_y: np.ndarray
     objective: str
 
 
@@ -398,3 +443,96 @@ def sampling_plot_data(study):
             )
         )
     return panels
+
+
+def importance_plot_data(study, by_scientific=False, **kwargs):
+    """One `ImportancePanel` per decomposition of `study.importance` (see `importance_data`)."""
+    panels = []
+    for r in importance.importance_data(study, by_scientific=by_scientific, **kwargs):
+        order = np.argsort(-r.total, kind="stable")
+        names = [r.names[i] for i in order]
+        position = {old: new for new, old in enumerate(order)}
+        pairs = np.full((len(names), len(names)), np.nan)
+        for (i, j), (share, _, _) in r.pairs.items():
+            a, b = position[i], position[j]
+            pairs[a, b] = pairs[b, a] = share
+        panels.append(
+            ImportancePanel(r.label, names, r.first[order], r.total[order], r.low[order],
+                            r.high[order], pairs, r.trials)
+        )
+    return panels
+
+
+#: Points per axis of the contour plot's grid.
+CONTOUR_GRID = 40
+
+
+def contour_plot_data(study, hp_x, hp_y):
+    """`ContourData` of two varied hyperparameters of `study`.
+
+    The surface is a Gaussian process fitted to the completed trials'
+    objective in the two hyperparameters' sampled coordinates: what the
+    objective does along them, the other hyperparameters averaged out.
+
+    Raises:
+        KeyError: a name that is not a varied hyperparameter of the study.
+        ValueError: the same name twice, or fewer than 3 completed trials.
+    """
+    p = prepare(study)
+    names = varied_hyperparameters(study)
+    for name in (hp_x, hp_y):
+        if name not in names:
+            raise KeyError(
+                f"{name!r} is not a varied hyperparameter of study {study.name!r}; pass two of {names}."
+            )
+    if hp_x == hp_y:
+        raise ValueError(f"plot_contour needs two different hyperparameters, got {hp_x!r} twice.")
+    by_name = {dim.name: dim for dim in p.dimensions}
+    dims = [by_name[hp_x], by_name[hp_y]]
+    done = np.flatnonzero(p.completed & np.isfinite(p.loss))
+    done = done[[all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in done]]
+    if len(done) < 3:
+        raise ValueError(
+            f"Study {study.name!r} has {len(done)} completed trials with both {hp_x} and {hp_y}; "
+            "a contour needs at least 3."
+        )
+    points = importance.encode(p, dims, done)
+    surface = importance.fit_curve(points, p.loss[done])
+    axes = []
+    for k, dim in enumerate(dims):
+        if dim.numeric:
+            u = np.linspace(0.0, 1.0, CONTOUR_GRID)
+            axes.append((u, dim.value_at(u), None))
+        else:
+            codes = np.unique(points[:, k])
+            categories = importance.categories(p, dim)
+            axes.append((codes, np.arange(len(codes), dtype=float), [categories[int(round(c * max(len(categories) - 1, 1)))] for c in codes]))
+    (ux, gx, cx), (uy, gy, cy) = axes
+    mesh = np.array([[a, b] for b in uy for a in ux])
+    z = p.sign * surface(mesh).reshape(len(uy), len(ux))
+
+    def shown(dim, k, rows, categories_axis, codes):
+        if dim.numeric:
+            return p.values(dim.name)[rows].astype(float)
+        encoded = importance.encode(p, [dim], rows)[:, 0]
+        return np.array([float(np.argmin(np.abs(codes - c))) for c in encoded])
+
+    bad = np.flatnonzero(p.infeasible)
+    bad = bad[[all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in bad]]
+    return ContourData(
+        hp_x=hp_x,
+        hp_y=hp_y,
+        log_x=bool(dims[0].log),
+        log_y=bool(dims[1].log),
+        categories_x=cx,
+        categories_y=cy,
+        grid_x=gx,
+        grid_y=gy,
+        z=z,
+        x=shown(dims[0], 0, done, cx, ux),
+        y=shown(dims[1], 1, done, cy, uy),
+        value=p.sign * p.loss[done],
+        infeasible_x=shown(dims[0], 0, bad, cx, ux),
+        infeasible_y=shown(dims[1], 1, bad, cy, uy),
+        objective=p.objective,
+    )

@@ -223,3 +223,63 @@ def render_sampling(panels, title=None):
         axes[0].legend(fontsize=8)
     fig.suptitle(title or "Have we sampled enough? Best of k trials (bootstrap)")
     return fig
+
+
+def render_importance(panels, title=None):
+    """Importance bars (alone and with interactions, intervals as error bars), pairs as a heat map."""
+    fig = Figure(figsize=(10.5, 3.2 + 0.9 * len(panels) + 0.25 * max((len(p.names) for p in panels), default=1) * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 2, squeeze=False, width_ratios=[3, 2])
+    for (bars, heat), panel in zip(axes, panels):
+        y = np.arange(len(panel.names))[::-1]
+        bars.barh(y + 0.18, panel.first, height=0.36, color="C0", label="alone")
+        bars.barh(y - 0.18, panel.total, height=0.36, color="C1", alpha=0.7, label="with interactions")
+        bars.errorbar(
+            panel.total,
+            y - 0.18,
+            xerr=[np.clip(panel.total - panel.low, 0, None), np.clip(panel.high - panel.total, 0, None)],
+            fmt="none",
+            ecolor="0.3",
+            capsize=3,
+            lw=1,
+        )
+        bars.set_yticks(y, panel.names)
+        bars.set_xlim(0, max(1e-3, float(np.nanmax(panel.high)) * 1.1) if len(panel.high) else 1)
+        bars.set_xlabel("share of the objective's variance")
+        bars.set_title(f"{panel.label} ({panel.trials} trials)", fontsize=10)
+        bars.grid(alpha=0.3, axis="x")
+        bars.legend(fontsize=8, loc="lower right")
+        shown = np.where(np.isfinite(panel.pairs), panel.pairs, 0.0)
+        image = heat.imshow(shown, cmap="Oranges", vmin=0, vmax=max(0.05, float(shown.max())))
+        heat.set_xticks(range(len(panel.names)), panel.names, rotation=45, ha="right", fontsize=8)
+        heat.set_yticks(range(len(panel.names)), panel.names, fontsize=8)
+        heat.set_title("interactions (pair shares)", fontsize=10)
+        fig.colorbar(image, ax=heat, shrink=0.8)
+    fig.suptitle(title or "Which hyperparameters matter")
+    return fig
+
+
+def render_contour(data, title=None):
+    """The objective over two hyperparameters: filled contours, completed trials, infeasible as X."""
+    fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    filled = ax.contourf(data.grid_x, data.grid_y, data.z, levels=14, cmap="viridis_r", alpha=0.85)
+    fig.colorbar(filled, ax=ax, label=data.objective)
+    ax.scatter(data.x, data.y, c="white", edgecolor="black", s=24, label="completed trials")
+    if len(data.infeasible_x):
+        ax.scatter(
+            data.infeasible_x, data.infeasible_y, marker="X", s=60, color=_INFEASIBLE,
+            edgecolor="#a02020", label="infeasible trials",
+        )
+    for axis, log, categories, grid, setter in (
+        (ax.xaxis, data.log_x, data.categories_x, data.grid_x, ax.set_xscale),
+        (ax.yaxis, data.log_y, data.categories_y, data.grid_y, ax.set_yscale),
+    ):
+        if categories is not None:
+            axis.set_ticks(grid, [str(c) for c in categories])
+        elif log:
+            setter("log")
+    ax.set_xlabel(data.hp_x)
+    ax.set_ylabel(data.hp_y)
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title or f"{data.objective} over {data.hp_x} and {data.hp_y}")
+    return fig

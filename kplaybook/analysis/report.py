@@ -16,6 +16,7 @@ import pandas as pd
 from kplaybook.analysis import plot_data
 from kplaybook.analysis import plots
 from kplaybook.analysis._prepared import prepare
+from kplaybook.errors import TooFewTrials
 from kplaybook.records import files
 
 FORMATS = ("html", "md", "csv", "json")
@@ -96,6 +97,12 @@ def _figures(study):
     sampling = plot_data.sampling_plot_data(study)
     if sampling:
         figures["sampling"] = ("Have we sampled enough?", plots.render_sampling(sampling))
+    try:
+        panels = plot_data.importance_plot_data(study, by_scientific=bool(study.scientific))
+    except TooFewTrials:
+        panels = None  # the findings say the sampling is too thin
+    if panels:
+        figures["importance"] = ("Which hyperparameters matter", plots.render_importance(panels))
     best = study.best_per_scientific()
     for trial_id in [t for t in best["trial_id"] if pd.notna(t)][:MAX_GRAD_NORM_PLOTS]:
         try:
