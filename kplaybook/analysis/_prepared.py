@@ -15,6 +15,9 @@ import numpy as np
 from kplaybook.records import best_position
 from kplaybook.records import hp_column
 from kplaybook.records import sign
+from kplaybook.records.reader import format_cell_value
+from kplaybook.records.reader import in_cell
+from kplaybook.records.reader import is_interval
 
 _PREPARED = weakref.WeakKeyDictionary()
 
@@ -114,10 +117,11 @@ class Prepared:
         if not self.scientific:
             index[:] = 0
             return index
-        for i, cell in enumerate(self.cells):
+        for i, cell in reversed(list(enumerate(self.cells))):  # the first matching cell wins
             mask = np.ones(len(self.frame), dtype=bool)
             for name, value in cell.items():
-                mask &= (self.frame[hp_column(name)] == value).to_numpy()
+                column = self.frame[hp_column(name)].to_numpy(dtype=object)
+                mask &= np.array([in_cell(v, value) for v in column], dtype=bool)
             index[mask] = i
         return index
 
@@ -126,7 +130,10 @@ class Prepared:
         cell = self.cells[i]
         if not cell:
             return "all trials"
-        return ", ".join(f"{name}={value}" for name, value in cell.items())
+        return ", ".join(
+            f"{name} in {format_cell_value(value)}" if is_interval(value) else f"{name}={value}"
+            for name, value in cell.items()
+        )
 
     def best_rows(self):
         """dict cell index -> row index of the cell's best completed trial (cells without one left out)."""

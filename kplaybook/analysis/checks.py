@@ -109,6 +109,7 @@ CODES = (
     "failed_trials",
     "insensitive",
     "interaction",
+    "joint_design",
 )
 
 
@@ -130,6 +131,7 @@ def run_checks(study):
         _fixed_optimizer_hparams,
         _failed_trials,
         _sensitivity,
+        _joint_design,
     ):
         findings.extend(check(p))
     p.findings = sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
@@ -833,6 +835,31 @@ def _sensitivity(p):
             )
         )
     return findings
+
+
+# -- joint design --------------------------------------------------------------------
+
+
+def _joint_design(p):
+    """In a joint study each scientific value's best comes from a share of one budget."""
+    if p.study.config.get("design") != "joint" or len(p.cells) < 2:
+        return []
+    counts = [int(((p.cell_index == i) & p.completed).sum()) for i in range(len(p.cells))]
+    return [
+        Finding(
+            "joint_design",
+            "info",
+            f"In this joint study the {len(p.cells)} scientific values (or bins) shared one "
+            f"budget of {int((p.completed).sum())} completed trials: each value's best comes "
+            f"from {min(counts)} to {max(counts)} trials, fewer than a nested study would give "
+            "each its own search.",
+            "Read each value's best as less tuned than in a nested study; confirm a winner "
+            "with a nested study of the few best values, or with study.replicate() "
+            f"{mention('creating_studies')}.",
+            {"completed_per_cell": dict(zip((p.cell_label(i) for i in range(len(p.cells))), counts))},
+            url("creating_studies"),
+        )
+    ]
 
 
 # -- real errors -------------------------------------------------------------------

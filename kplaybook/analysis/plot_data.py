@@ -12,6 +12,7 @@ import numpy as np
 from kplaybook.analysis import checks
 from kplaybook.analysis import importance
 from kplaybook.analysis._prepared import prepare
+from kplaybook.records.reader import is_interval
 
 
 class AxisPanel(typing.NamedTuple):
@@ -280,6 +281,10 @@ def isolation_plot_data(study):
     labels = [p.cell_label(i) for i in range(len(p.cells))]
     names = list(p.scientific)
     values = [cell.get(names[0]) if len(names) == 1 else None for cell in p.cells]
+    if values and all(is_interval(v) for v in values):
+        # A joint study's binned range: each bin at its centre, on the search's scale.
+        log = any(d.name == names[0] and d.log for d in p.dimensions)
+        values = [math.sqrt(a * b) if log and a > 0 else (a + b) / 2 for a, b in values]
     numeric = len(names) == 1 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
     )

@@ -21,6 +21,7 @@ from keras_tuner.src.engine import objective as obj_module
 from kplaybook import validation
 from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import StudyError
+from kplaybook.oracles import bayesian
 from kplaybook.records import files
 from kplaybook.records import markers
 from kplaybook.records.files import plain
@@ -276,6 +277,42 @@ class PlaybookOracle(kt.Oracle):
             )
         if repairs:
             self.save()
+
+    # -- Bayesian search -------------------------------------------------------
+
+    def bayesian_values(self, space, overrides, trial_ids, warm, seed):
+        """The next point of the feasibility-aware Bayesian search (`kplaybook.oracles.bayesian`).
+
+        Args:
+            space: the `HyperParameters` to search.
+            overrides: dict name -> value held at the given value (a scientific value).
+            trial_ids: this search's own trials (finished ones are data,
+                running ones count as pending).
+            warm: `WarmRecord`s of earlier studies (only those matching
+                `overrides` are used).
+            seed: int, the proposal's seed.
+
+        Returns:
+            dict of values.
+        """
+        coder = bayesian.SpaceCoder(space, overrides)
+        observations = bayesian.Observations(coder)
+        for record in warm:
+            if all(record.values.get(name) == value for name, value in overrides.items()):
+                observations.add(record.values, record.status, record.loss)
+        s = 1.0 if self.objective.direction == "min" else -1.0
+        running = {trial.trial_id for trial in self.ongoing_trials.values()}
+        for trial_id in trial_ids:
+            trial = self.trials[trial_id]
+            values = trial.hyperparameters.values
+            if trial_id in running:
+                observations.add(values, "running")
+            elif trial.status == trial_module.TrialStatus.COMPLETED and trial.score is not None:
+                observations.add(values, "completed", s * float(trial.score))
+            elif markers.reason_in(trial.metrics.metrics) is not None:
+                observations.add(values, "infeasible")
+        values, _ = observations.propose(seed)
+        return values
 
     # -- chief/worker: abandoned trials -----------------------------------------
 

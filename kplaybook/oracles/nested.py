@@ -20,9 +20,11 @@ from kplaybook.oracles.sampling import QuasiRandomSampler
 from kplaybook.oracles.sampling import SequenceDimensions
 from kplaybook.oracles.sampling import plain
 from kplaybook.oracles.sampling import stream_seed
+from kplaybook.oracles.warm_start import warm_start_records
+from kplaybook.records import markers
 from kplaybook.records.layout import STATE_KEY
 
-SEARCHES = ("quasi_random", "random", "bayesian")
+SEARCHES = ("quasi_random", "random", "bayesian", "bayesian_kt")
 
 
 class NestedStudyOracle(PlaybookOracle):
@@ -44,9 +46,13 @@ class NestedStudyOracle(PlaybookOracle):
       nuisance points, a paired comparison; `paired=False` gives each its own
       sequence;
     - `search="quasi_random"` (scrambled Halton), `"random"`, or
-      `"bayesian"`: KerasTuner's Gaussian-process search over the nuisance
-      dimensions only, fitted to each scientific value's own trials, after
-      `num_initial_points` quasi-random trials per value.
+      `"bayesian"`: the feasibility-aware Bayesian search of
+      `kplaybook.oracles.bayesian` (expected improvement times the
+      probability of not diverging) over the nuisance dimensions only,
+      fitted to each scientific value's own trials (and `warm_start`'s),
+      after `num_initial_points` quasi-random trials per value;
+      `"bayesian_kt"` is KerasTuner's Gaussian-process search instead, the
+      baseline it is measured against.
 
     Trial slot `k` belongs to scientific combination `k % n` and nuisance
     point `k // n`. KerasTuner retries an interrupted or crashed trial under
@@ -59,14 +65,19 @@ class NestedStudyOracle(PlaybookOracle):
         scientific: dict name -> list of values to compare.
         fixed: dict name -> value held constant.
         trials_per_study: int, nuisance trials per scientific combination.
-        search: "quasi_random", "random" or "bayesian".
+        search: "quasi_random", "random", "bayesian" or "bayesian_kt".
         seed: int or None; 0 is a seed.
         paired: bool, whether all scientific values share nuisance points.
         hyperparameters: optional `keras_tuner.HyperParameters` to
             pre-register hyperparameters.
-        num_initial_points: for `search="bayesian"`, quasi-random trials per
-            scientific value before the Gaussian process takes over (default
-            3 per nuisance dimension, at least 3, as in KerasTuner).
+        num_initial_points: for a Bayesian search, quasi-random trials per
+            scientific value before the model takes over, earlier studies'
+            trials included (default 3 per nuisance dimension, at least 3,
+            as in KerasTuner).
+        warm_start: for `search="bayesian"`, earlier studies (`kp.Study` or
+            directories) whose trials the model starts from: each scientific
+            value uses the trials of its own value. A study whose fixed
+            values differ from `fixed` is refused.
         skip: int, initial Halton points skipped.
         **kwargs: `max_retries_per_trial`, `max_consecutive_failed_trials`,
             `allow_new_entries`, `tune_new_entries`, as for KerasTuner oracles.
@@ -95,6 +106,7 @@ class NestedStudyOracle(PlaybookOracle):
         hyperparameters=None,
         num_initial_points=None,
         skip=DEFAULT_SKIP,
+        warm_start=None,
         **kwargs,
     ):
         self.scientific, self.fixed = roles.check_role_arguments(scientific, fixed)
@@ -104,11 +116,16 @@ class NestedStudyOracle(PlaybookOracle):
         paired = validation.boolean(paired, "paired")
         if num_initial_points is not None:
             num_initial_points = validation.positive_int(num_initial_points, "num_initial_points")
-            if search != "bayesian":
+            if not search.startswith("bayesian"):
                 raise ValueError(
                     "num_initial_points applies only to search='bayesian' (the quasi-random "
                     f"trials before the Bayesian search); drop it or pass search='bayesian', not {search!r}."
                 )
+        if warm_start is not None and not search.startswith("bayesian"):
+            raise ValueError(
+                "warm_start seeds a Bayesian search with earlier trials; pass search='bayesian' "
+                f"with it, not {search!r}."
+            )
         self.cells = roles.scientific_cells(self.scientific)
         super().__init__(
             objective=objective,
@@ -122,6 +139,9 @@ class NestedStudyOracle(PlaybookOracle):
         self.paired = bool(paired)
         self.skip = int(skip)
         self.num_initial_points = num_initial_points
+        self._warm, self.warm_start = warm_start_records(
+            warm_start, self.objective.name, self.objective.direction, self.fixed
+        )
         self._trial_slots = {}
         self._roles_applied = False
         # The quasi-random sequence's dimensions, shared by every sampler of the
@@ -199,10 +219,19 @@ class NestedStudyOracle(PlaybookOracle):
         cell_index = slot % len(self.cells)
         point = slot // len(self.cells)
         cell = self.cells[cell_index]
-        if self.search == "bayesian" and self._completed_in_cell(cell_index) >= (
+        if self.search.startswith("bayesian") and self._finished_in_cell(cell_index) >= (
             self._initial_points()
         ):
-            values = self._bayesian_values(cell_index, trial_id)
+            if self.search == "bayesian":
+                values = self.bayesian_values(
+                    self.hyperparameters,
+                    cell,
+                    list(self._trials_in_cell(cell_index)),
+                    self._warm,
+                    stream_seed(self.seed, cell_index, slot),
+                )
+            else:
+                values = self._keras_tuner_gp_values(cell_index, trial_id)
         else:
             sampler = self._sampler(cell_index)
             index = self._sequence_index(sampler, point, cell)
@@ -265,14 +294,27 @@ class NestedStudyOracle(PlaybookOracle):
             if trial_id in self._trial_slots and self.cell_of(trial_id) == cell_index
         }
 
-    def _completed_in_cell(self, cell_index):
-        return sum(
+    def _finished_in_cell(self, cell_index):
+        """Trials of this scientific value the Bayesian search can learn from (earlier studies' too)."""
+        cell = self.cells[cell_index]
+        if self.search == "bayesian_kt":  # KerasTuner's GP learns from completed trials only
+            return sum(
+                trial.status == trial_module.TrialStatus.COMPLETED
+                for trial in self._trials_in_cell(cell_index).values()
+            )
+        own = sum(
             trial.status == trial_module.TrialStatus.COMPLETED
+            or markers.reason_in(trial.metrics.metrics) is not None
             for trial in self._trials_in_cell(cell_index).values()
         )
+        warm = sum(
+            all(r.values.get(name) == value for name, value in cell.items()) for r in self._warm
+        )
+        return own + warm
 
-    def _bayesian_values(self, cell_index, trial_id):
-        # KerasTuner's Gaussian-process oracle, shown only this scientific
+    def _keras_tuner_gp_values(self, cell_index, trial_id):
+        # search="bayesian_kt", the baseline: KerasTuner's Gaussian-process
+        # oracle (it drops infeasible trials), shown only this scientific
         # value's trials and a space where the scientific hyperparameters are
         # Fixed: it models and proposes the nuisance dimensions alone.
         cell = self.cells[cell_index]
@@ -311,6 +353,7 @@ class NestedStudyOracle(PlaybookOracle):
             "paired": self.paired,
             "skip": self.skip,
             "num_initial_points": self.num_initial_points,
+            "warm_start": self.warm_start,
         }
 
     def _resumable_keys(self):

@@ -116,6 +116,7 @@ class StudyReader:
         self._objective = (str(own["objective"]["name"]), str(own["objective"]["direction"]))
         self._config = dict(own["config"])
         self._own = own
+        self._cells = [dict(cell) for cell in (own.get("cells") or [{}])]
         self._space = [
             Hyperparameter.from_config(entry) for entry in state["hyperparameters"]["space"]
         ]
@@ -219,7 +220,7 @@ class StudyReader:
     @property
     def cells(self):
         """The scientific combinations compared, as a list of dicts ([{}] without scientific values)."""
-        return [dict(cell) for cell in (self._own.get("cells") or [{}])]
+        return [dict(cell) for cell in self._cells]
 
     @property
     def hyperparameters(self):
@@ -345,7 +346,7 @@ class StudyReader:
     def cell_of(self, trial_id):
         """The index into `cells` of a trial's scientific combination (-1 when it matches none)."""
         record = self.trial(trial_id)
-        for index, cell in enumerate(self.cells):
+        for index, cell in enumerate(self._cells):
             if _in_cell(record, cell):
                 return index
         return -1
@@ -358,7 +359,7 @@ class StudyReader:
         """
         records = self.trials()
         if cell is not None:
-            records = [r for r in records if _in_cell(r, self.cells[cell])]
+            records = [r for r in records if _in_cell(r, self._cells[cell])]
         keyed = [
             (sign(self.direction) * r.objective, i, r.trial_id)
             for i, r in enumerate(records)
@@ -384,9 +385,12 @@ class StudyReader:
         names = list(self.scientific)
         nuisance = self.nuisance
         rows = []
-        for cell in self.cells:
-            group = [r for r in self._trials.values() if _in_cell(r, cell)]
-            row = {hp_column(name): value for name, value in cell.items()}
+        cells = self.cells
+        records = self.trials()
+        where = [self.cell_of(r.trial_id) for r in records]
+        for index, cell in enumerate(cells):
+            group = [r for r, w in zip(records, where) if w == index]
+            row = {hp_column(name): format_cell_value(value) for name, value in cell.items()}
             row.update({"trial_id": None, "objective": np.nan, "best_step": None})
             row["trials"] = len(group)
             for status in STATUSES:
@@ -510,5 +514,29 @@ class StudyReader:
         raise KeyError(f"No replicate of trial {trial_id!r} with seed {seed!r} was recorded.")
 
 
+def is_interval(value):
+    """True for a binned cell's value: [low, high] (a joint study's scientific range)."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def in_cell(value, cell_value):
+    """Whether a trial's `value` belongs to a cell's `cell_value` (a value, or a [low, high] bin)."""
+    if is_interval(cell_value):
+        low, high = cell_value
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    return value == cell_value
+
+
+def format_cell_value(value):
+    """A cell's value as shown in tables: itself, or "[low, high]" for a bin."""
+    if is_interval(value):
+        return f"[{value[0]:.4g}, {value[1]:.4g}]"
+    return value
+
+
 def _in_cell(record, cell):
-    return all(record.values.get(name) == value for name, value in cell.items())
+    return all(in_cell(record.values.get(name), value) for name, value in cell.items())

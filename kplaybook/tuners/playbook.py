@@ -1,9 +1,14 @@
 """`PlaybookTuner`: a nested study per scientific value, run by KerasTuner."""
 
+from kplaybook import validation
 from kplaybook.oracles.base import DEFAULT_HEARTBEAT_TIMEOUT
+from kplaybook.oracles.joint import JointStudyOracle
 from kplaybook.oracles.nested import NestedStudyOracle
 from kplaybook.oracles.sampling import DEFAULT_SKIP
 from kplaybook.tuners.study_tuner import StudyTuner
+
+#: How the scientific values share the budget (see the class docstring).
+DESIGNS = ("nested", "joint")
 
 
 class PlaybookTuner(StudyTuner):
@@ -25,7 +30,11 @@ class PlaybookTuner(StudyTuner):
         scientific: dict name -> list of values to compare.
         fixed: dict name -> value, registered as `hp.Fixed`.
         trials_per_study: int, nuisance trials per scientific value.
-        search: "quasi_random", "random" or "bayesian".
+        search: "quasi_random" (exploration), "random", "bayesian" (the
+            feasibility-aware Bayesian search of `kplaybook.oracles.bayesian`:
+            expected improvement times the probability of not diverging,
+            after `num_initial_points` quasi-random trials) or "bayesian_kt"
+            (KerasTuner's Gaussian process, the baseline).
         seed: int or None (drawn and saved); 0 is a seed.
         directory: str, where studies are written.
         project_name: str, the study's name and folder.
@@ -42,6 +51,17 @@ class PlaybookTuner(StudyTuner):
             and fixed names: they are registered with their roles' values.
             Real errors confined to one scientific value also stop the search
             after `max_consecutive_failed_trials` of its trials in a row.
+        design: "nested" (the default: one nuisance study of
+            `trials_per_study` trials per scientific value) or "joint": the
+            scientific hyperparameters join the search as dimensions, for
+            when there are too many values for a study each; `max_trials` is
+            then the whole budget, and a scientific hyperparameter may be a
+            numeric range, ``(low, high)`` or None for the range `build(hp)`
+            declares (the analysis bins it).
+        max_trials: int, the budget of a joint study.
+        warm_start: for `search="bayesian"`, earlier studies (`kp.Study` or
+            directories) whose trials the Bayesian search starts from; their
+            fixed values must equal `fixed` (else a one-sentence error).
         heartbeat_timeout: seconds without a heartbeat after which the chief
             hands a worker's trial to another worker (chief/worker mode);
             None never does.
@@ -92,25 +112,45 @@ class PlaybookTuner(StudyTuner):
         max_consecutive_failed_trials=3,
         skip=DEFAULT_SKIP,
         heartbeat_timeout=DEFAULT_HEARTBEAT_TIMEOUT,
+        design="nested",
+        max_trials=None,
+        warm_start=None,
         **kwargs,
     ):
-        oracle = NestedStudyOracle(
+        validation.one_of(design, "design", DESIGNS)
+        common = dict(
             objective=objective,
-            scientific=scientific,
             fixed=fixed,
-            trials_per_study=trials_per_study,
             search=search,
             seed=seed,
-            paired=paired,
             hyperparameters=hyperparameters,
             tune_new_entries=tune_new_entries,
             allow_new_entries=allow_new_entries,
             num_initial_points=num_initial_points,
             skip=skip,
+            warm_start=warm_start,
             max_retries_per_trial=max_retries_per_trial,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
             heartbeat_timeout=heartbeat_timeout,
         )
+        if design == "joint":
+            if max_trials is None:
+                raise ValueError(
+                    "design='joint' takes its whole budget from max_trials; pass max_trials= "
+                    "(trials_per_study is the nested design's)."
+                )
+            if paired is not True:
+                raise ValueError("paired applies to design='nested' only; drop it.")
+            oracle = JointStudyOracle(scientific=scientific, max_trials=max_trials, **common)
+        else:
+            if max_trials is not None:
+                raise ValueError(
+                    "max_trials is a joint study's budget; a nested study gets trials_per_study "
+                    "trials per scientific value (or pass design='joint')."
+                )
+            oracle = NestedStudyOracle(
+                scientific=scientific, trials_per_study=trials_per_study, paired=paired, **common
+            )
         super().__init__(
             oracle=oracle,
             hypermodel=hypermodel,
