@@ -12,14 +12,15 @@ uses):
 
 - the objective: a Gaussian process (Matern 5/2, one length scale per
   dimension, plus noise) fitted to the feasible trials;
-- feasibility: a Gaussian-process classifier (least squares on +1/-1
-  labels, through a probit) fitted to every finished trial, giving the
-  probability of feasibility (PoF).
+- feasibility: the probability of feasibility (PoF), the kernel-weighted
+  share of feasible trials near a point (see `_feasibility`).
 
 The next point maximises expected improvement over the best feasible value
-times PoF (Gelbart et al.'s constrained EI; with no feasible trial yet, PoF
-alone), over scrambled Sobol candidates plus perturbations of the best
-points. Trials still running count as observed at the feasible trials' mean
+times PoF (Gelbart et al.'s constrained EI), among the candidates feasible
+with probability at least `MIN_FEASIBILITY` when there are any (their
+probabilistic constraint), over scrambled Sobol candidates plus
+perturbations of the best points; with no feasible trial yet, the likeliest
+feasible point away from those tried. Trials still running count as observed at the feasible trials' mean
 (the "constant liar" of Ginsbourger, Le Riche & Carraro 2010), so parallel
 workers are not sent to the same point.
 """
@@ -46,9 +47,13 @@ CANDIDATES = 2048
 LOCAL_CANDIDATES = 128
 LOCAL_SD = 0.05
 LOCAL_CENTERS = 4
-#: The largest noise variance the feasibility model may attribute to a
-#: +1/-1 label: a diverging configuration diverges again, mostly.
-LABEL_NOISE = 0.1
+#: Candidates less likely than this to be feasible are proposed only when no
+#: candidate is more likely (Gelbart et al.'s constraint Pr(feasible) >= 1 - delta).
+MIN_FEASIBILITY = 0.8
+#: The feasibility estimate's kernel width (in the unit cube) and the weight
+#: of its prior of 1/2 (in trials).
+FEASIBILITY_BANDWIDTH = 0.1
+FEASIBILITY_PRIOR = 0.5
 #: The models are fitted to at most this many observations (the newest and
 #: the best are kept): both are O(n^3).
 MAX_OBSERVATIONS = 200
@@ -123,14 +128,11 @@ def _kernel(d, max_noise=1.0):
     ) + WhiteKernel(1e-2, noise_level_bounds=(1e-6, max_noise))
 
 
-def _keep(x, y, limit):
-    """At most `limit` observations: the best half and the newest half."""
-    if len(x) <= limit:
-        return x, y
+def _keep_rows(y, limit):
+    """The rows of at most `limit` observations: the best half and the newest half."""
     best = np.argsort(y, kind="stable")[: limit // 2]
-    newest = np.arange(len(x) - (limit - len(best)), len(x))
-    rows = np.unique(np.concatenate([best, newest]))
-    return x[rows], y[rows]
+    newest = np.arange(len(y) - (limit - len(best)), len(y))
+    return np.unique(np.concatenate([best, newest]))
 
 
 def propose(feasible, losses, infeasible, pending, dimensions, rng, seed):
@@ -190,7 +192,9 @@ def _propose(feasible, losses, infeasible, pending, d, rng, seed):
         # Constant liar: running trials as if they returned the mean.
         x = np.vstack([x, pending])
         z = np.concatenate([z, np.zeros(len(pending))])
-    x, z = _keep(x, z, MAX_OBSERVATIONS)
+    if len(x) > MAX_OBSERVATIONS:
+        keep = _keep_rows(z, MAX_OBSERVATIONS)
+        x, z = x[keep], z[keep]
     model = GaussianProcessRegressor(_kernel(d), normalize_y=False, random_state=seed).fit(x, z)
     mu, sigma = model.predict(candidates, return_std=True)
     best_z = float(np.min((y - mean) / scale))
@@ -198,6 +202,11 @@ def _propose(feasible, losses, infeasible, pending, d, rng, seed):
     gamma = (best_z - mu) / sigma
     improvement = sigma * (gamma * norm.cdf(gamma) + norm.pdf(gamma))
     score = improvement * feasibility
+    # Gelbart et al.'s probabilistic constraint: only points feasible with
+    # probability at least MIN_FEASIBILITY compete, when there are any.
+    confident = feasibility >= MIN_FEASIBILITY
+    if confident.any():
+        score = np.where(confident, score, 0.0)
     best = int(np.argmax(score))
     return candidates[best], {
         "expected_improvement": float(improvement[best] * scale),
@@ -207,28 +216,21 @@ def _propose(feasible, losses, infeasible, pending, d, rng, seed):
 
 
 def _feasibility(feasible, infeasible, candidates, d, rng, seed):
-    """P(feasible) at the candidates: a Gaussian process on +1/-1 labels, through a probit.
+    """P(feasible) at the candidates: the labels of nearby trials, kernel-weighted.
 
-    A least-squares Gaussian-process classifier (Rasmussen & Williams 2006,
-    section 6.5): the latent label's posterior mean and variance give
-    P(feasible) = Phi(mean / sqrt(1 + variance)). Unlike the Laplace
-    approximation of scikit-learn's classifier, its length scales come from
-    an exact marginal likelihood, and it stays calibrated with a handful of
-    infeasible points.
+    A Nadaraya-Watson estimate: each finished trial votes with weight
+    ``exp(-distance^2 / (2 h^2))`` (h = `FEASIBILITY_BANDWIDTH` of the unit
+    cube), and a prior of 1/2 with weight `FEASIBILITY_PRIOR` keeps regions
+    with no trial undecided. Unlike a Gaussian-process classifier, whose
+    mean reverts to its prior a length scale away from the data, it keeps
+    saying "infeasible" past the infeasible trials nearest to a region, which
+    is where training diverges further still (a higher learning rate).
     """
     x = np.vstack([feasible, infeasible]) if len(feasible) else infeasible
-    labels = np.concatenate([np.ones(len(feasible)), -np.ones(len(infeasible))])
-    if len(x) > MAX_OBSERVATIONS:
-        keep = rng.choice(len(x), MAX_OBSERVATIONS, replace=False)
-        x, labels = x[keep], labels[keep]
-    if len(np.unique(labels)) < 2:
-        return np.full(len(candidates), 0.5 if labels[0] > 0 else 1e-3)
-    # Feasibility is (nearly) a deterministic function of the point: little noise.
-    model = GaussianProcessRegressor(
-        _kernel(d, max_noise=LABEL_NOISE), normalize_y=False, random_state=seed
-    ).fit(x, labels)
-    mean, std = model.predict(candidates, return_std=True)
-    return norm.cdf(mean / np.sqrt(LABEL_NOISE + std**2))
+    labels = np.concatenate([np.ones(len(feasible)), np.zeros(len(infeasible))])
+    squared = ((candidates[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    weights = np.exp(-squared / (2 * FEASIBILITY_BANDWIDTH**2))
+    return (weights @ labels + 0.5 * FEASIBILITY_PRIOR) / (weights.sum(1) + FEASIBILITY_PRIOR)
 
 
 def _distance_to(candidates, points):

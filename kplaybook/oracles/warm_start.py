@@ -54,8 +54,11 @@ def warm_start_records(sources, objective, direction, fixed):
                 "objective."
             )
         declared = {hp.name for hp in reader.hyperparameters}
+        # Fixed by its roles, or declared as hp.Fixed in its space.
+        their_fixed = {hp.name: hp.value for hp in reader.hyperparameters if not hp.tunable}
+        their_fixed.update(reader.fixed)
         for name, value in fixed.items():
-            theirs = reader.fixed.get(name, _MISSING)
+            theirs = their_fixed.get(name, _MISSING)
             if theirs is _MISSING and name in declared:
                 raise StudyError(
                     f"warm_start study {reader.name!r} tuned {name!r}, which is fixed at "
