@@ -373,11 +373,8 @@ def test_playbook_search_rejects_undeclared_role_names_before_training(tmp_path,
         case("a file", "FILE", kp.StudyError, "directory"),
         case("missing", "MISSING", kp.StudyError, "does not exist"),
         case("no oracle.json", "EMPTY", kp.StudyError, "oracle.json"),
-        case("None", None, BAD, "directory",
-             reason="TypeError 'expected str, bytes or os.PathLike object, not NoneType' "
-                    "(does not name the argument)"),
-        case("an int", 3, BAD, "directory",
-             reason="TypeError 'expected str, bytes or os.PathLike object, not int'"),
+        case("None", None, BAD, "directory"),
+        case("an int", 3, BAD, "directory"),
     ],
 )
 def test_study_load_rejects(tmp_path, a_file, directory, error, match):
@@ -406,9 +403,9 @@ def test_plot_axis_rejects(study, hp_name):
         case("'Best'", "Best", BAD, "which"),
         case("unknown word", "nope", BAD, "which"),
         case("unknown trial id", ["99"], KeyError, "trial"),
-        case("an int", 3, BAD, "which", reason="TypeError \"'int' object is not iterable\""),
-        case("None", None, BAD, "which", reason="TypeError \"'NoneType' object is not iterable\""),
-        case("empty list", [], BAD, "which", reason="accepted: an empty figure, no message"),
+        case("an int", 3, BAD, "which"),
+        case("None", None, BAD, "which"),
+        case("empty list", [], BAD, "which"),
     ],
 )
 def test_plot_curves_rejects(study, which, error, match):
@@ -435,13 +432,9 @@ def test_plot_grad_norms_rejects(study, trial_id, error, match):
         case("unknown trial", "99", 0, KeyError, "trial"),
         case("execution out of range", "0", 1, IndexError, "execution"),
         case("execution=-1", "0", -1, IndexError, "execution"),
-        case("execution='0'", "0", "0", BAD, "execution",
-             reason="TypeError \"'<=' not supported between instances of 'int' and 'str'\""),
-        case("execution=None", "0", None, BAD, "execution",
-             reason="TypeError \"'<=' not supported between instances of 'int' and 'NoneType'\""),
-        case("execution=True", "0", True, BAD, "execution",
-             reason="a bool is taken as execution 1 (IndexError here only because the trial "
-                    "has one execution)"),
+        case("execution='0'", "0", "0", BAD, "execution"),
+        case("execution=None", "0", None, BAD, "execution"),
+        case("execution=True", "0", True, BAD, "execution"),
     ],
 )
 def test_steps_rejects(study, trial_id, execution, error, match):
@@ -468,18 +461,11 @@ def test_curves_rejects(study, trial_id):
         case("seeds=[1.5]", {"seeds": [1.5]}, "seeds"),
         case("no hypermodel on a loaded study", {"hypermodel": None}, "hypermodel="),
         case("hypermodel=3", {"hypermodel": 3}, "hypermodel"),
-        case("seeds=None", {"seeds": None}, "seeds",
-             reason="TypeError \"'NoneType' object is not iterable\""),
-        case("seeds=2.5", {"seeds": 2.5}, "seeds",
-             reason="TypeError \"'float' object is not iterable\""),
-        case("seeds=[-1]", {"seeds": [-1]}, "seeds",
-             reason="accepted, then ValueError 'Seed must be between 0 and 2**32 - 1' from "
-                    "Keras when its run starts (after earlier seeds trained)"),
-        case("no fit data", {"no_fit": True}, "x=",
-             reason="KeyError 'pop from an empty set' from Keras's data adapter"),
-        case("epochs=0", {"epochs": 0}, "epochs",
-             reason="FatalTypeError 'HyperModel.fit() returned <History> and no epoch was "
-                    "logged; did you forget to return the metrics?'"),
+        case("seeds=None", {"seeds": None}, "seeds"),
+        case("seeds=2.5", {"seeds": 2.5}, "seeds"),
+        case("seeds=[-1]", {"seeds": [-1]}, "seeds"),
+        case("no fit data", {"no_fit": True}, "x="),
+        case("epochs=0", {"epochs": 0}, "epochs"),
     ],
 )
 def test_replicate_rejects(study, data, kwargs, match):
@@ -506,16 +492,11 @@ DIRECTORY_ADVICE = r"directory.*; pass|pass .*directory"
         case("formats='pdf'", {"formats": "pdf"}, "format"),
         case("formats=[]", {"formats": []}, "format"),
         case("formats with a typo", {"formats": ["html", "HTML"]}, "format"),
-        case("formats=None", {"formats": None}, "formats",
-             reason="TypeError \"'NoneType' object is not iterable\""),
-        case("formats=3", {"formats": 3}, "formats",
-             reason="TypeError \"'int' object is not iterable\""),
-        case("directory is a file", {"directory": "FILE"}, DIRECTORY_ADVICE,
-             reason="FileExistsError '[Errno 17] File exists: ...' (no argument, nothing to do)"),
-        case("directory unwritable", {"directory": "/proc/no_such_dir"}, DIRECTORY_ADVICE,
-             reason="FileNotFoundError '[Errno 2] No such file or directory: ...'"),
-        case("directory=3", {"directory": 3}, DIRECTORY_ADVICE,
-             reason="TypeError 'expected str, bytes or os.PathLike object, not int'"),
+        case("formats=None", {"formats": None}, "formats"),
+        case("formats=3", {"formats": 3}, "formats"),
+        case("directory is a file", {"directory": "FILE"}, DIRECTORY_ADVICE),
+        case("directory unwritable", {"directory": "/proc/no_such_dir"}, DIRECTORY_ADVICE),
+        case("directory=3", {"directory": 3}, DIRECTORY_ADVICE),
     ],
 )
 def test_export_rejects(study, a_file, kwargs, match):
@@ -537,10 +518,8 @@ def test_export_rejects(study, a_file, kwargs, match):
     [
         case("a file", "FILE", "directory"),
         case("missing", "MISSING", "does not exist"),
-        case("None", None, "study_b",
-             reason="TypeError 'expected str, bytes or os.PathLike object, not NoneType'"),
-        case("an int", 3, "study_b",
-             reason="TypeError 'expected str, bytes or os.PathLike object, not int'"),
+        case("None", None, "study_b"),
+        case("an int", 3, "study_b"),
     ],
 )
 def test_compare_rejects(study, tmp_path, a_file, other, match):
@@ -884,14 +863,10 @@ class Context:
         case("Study.curves trial id", lambda c: c.study.curves(np.int64(3))),
         case("Study.steps execution", lambda c: c.study.steps("0", np.int64(0))),
         case("Study.plot_grad_norms trial id", lambda c: c.study.plot_grad_norms(np.int64(0))),
-        case("Study.replicate top_k", lambda c: _replicate_numpy(c, top_k=np.int64(1), seeds=[1]),
-             reason="ValueError 'top_k must be a positive int, got np.int64(1)'"),
-        case("Study.replicate seeds=np.int64", lambda c: _replicate_numpy(c, seeds=np.int64(1)),
-             reason="TypeError \"'numpy.int64' object is not iterable\""),
+        case("Study.replicate top_k", lambda c: _replicate_numpy(c, top_k=np.int64(1), seeds=[1])),
+        case("Study.replicate seeds=np.int64", lambda c: _replicate_numpy(c, seeds=np.int64(1))),
         case("Study.replicate seeds=[np.int64]",
-             lambda c: _replicate_numpy(c, seeds=[np.int64(1)]),
-             reason="ValueError 'seeds must be a positive int or a list of ints, got "
-                    "[np.int64(1)]'"),
+             lambda c: _replicate_numpy(c, seeds=[np.int64(1)])),
         case("spaces.adam budget", lambda c: kp.spaces.adam(kt.HyperParameters(), np.int64(16))),
         case("spaces.sgd_momentum budget",
              lambda c: kp.spaces.sgd_momentum(kt.HyperParameters(), np.int64(16))),
