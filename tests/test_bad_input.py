@@ -952,30 +952,17 @@ PROBE = ["probe", f"{PROBE_MODELS}:build_digits", "--max-batch-size", "8", "--st
         case("probe unknown function", ["probe", f"{PROBE_MODELS}:nope"], "nope"),
         case("probe --warmup-steps -1", [*PROBE, "--warmup-steps", "-1"], "warmup.steps"),
         case("probe --max-batch-size 4", [*PROBE, "--max-batch-size", "4"], "max.batch.size"),
-        case("probe --dataset no_such_name", [*PROBE, "--dataset", "no_such_name"], "--dataset",
-             reason="one line now ('kplaybook: Dataset no_such_name not found.'; it was hundreds) "
-                    "but it names neither --dataset nor 'digits'"),
-        case("probe --dataset Digits", [*PROBE, "--dataset", "Digits"], "--dataset",
-             reason="'kplaybook: Dataset digits not found.' (sent to TFDS, lower-cased)"),
+        case("probe --dataset no_such_name", [*PROBE, "--dataset", "no_such_name"], "--dataset"),
+        case("probe --dataset Digits", [*PROBE, "--dataset", "Digits"], "--dataset"),
         case("demo --directory <unwritable>", ["demo", "--directory", "/proc/no_such_dir",
                                                "--trials-per-study", "1", "--epochs", "1"],
-             "--directory|writable",
-             reason="exit 1, 'demo failed (NotFoundError: /proc/no_such_dir; No such file or "
-                    "directory); run it again with --verbose for the full traceback.'"),
-        case("probe --save <a directory>", [*PROBE, "--save", "DIR"], "--save",
-             reason="not refused before probing; after it: 'cannot write "
-                    "/tmp/.<dir>.<random>.tmp (Is a directory)', naming a temporary file"),
+             "--directory|writable"),
+        case("probe --save <a directory>", [*PROBE, "--save", "DIR"], "--save"),
         case("probe --plot <unwritable>", [*PROBE, "--plot", "/proc/no_such_dir/p.png"],
-             "--plot",
-             reason="not refused before probing; after it (and the table): 'cannot write "
-                    "/proc/no_such_dir/p.png (No such file or directory); pass a writable "
-                    "directory.'"),
-        case("probe --cache-dir <a file>", [*PROBE, "--cache-dir", "FILE"], "--cache-dir",
-             reason="not refused before probing; after it: 'cannot write <file> (File exists); "
-                    "pass a writable directory.'"),
+             "--plot"),
+        case("probe --cache-dir <a file>", [*PROBE, "--cache-dir", "FILE"], "--cache-dir"),
         case("probe --max-examples with digits", [*PROBE, "--max-examples", "5"],
-             "--max-examples",
-             reason="not refused: --max-examples is silently ignored for digits (exit 0)"),
+             "--max-examples"),
     ],
 )
 def test_the_command_line_rejects(capsys, monkeypatch, tmp_path, a_file, argv, match):
