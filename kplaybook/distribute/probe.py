@@ -256,11 +256,12 @@ def _as_dataset(dataset):
     if isinstance(dataset, tf.data.Dataset):
         return dataset
     if isinstance(dataset, tuple) and len(dataset) == 2:
-        x, y = dataset
-        if len(x) != len(y):
+        # Every array (x may be a dict or list of inputs) slices into examples along axis 0.
+        lengths = sorted({int(np.shape(a)[0]) for a in tf.nest.flatten(dataset) if np.ndim(a)})
+        if len(lengths) > 1:
             raise ValueError(
-                f"The dataset's x and y have different lengths ({len(x)} and {len(y)}); "
-                "pass one label per example."
+                f"The arrays of dataset have different lengths {lengths}; pass x and y with "
+                "one row per example."
             )
         return tf.data.Dataset.from_tensor_slices(dataset)
     raise TypeError(
@@ -554,9 +555,10 @@ def probe_batch_sizes(
             memory into the next probe). Needs picklable `build_model` and
             `dataset` (module-level functions or arrays) and the default strategy.
         max_batch_size: cap on the doubling, an int of at least 8.
-        cache_dir: a folder for cached results (created if missing): re-probing the same model,
-            optimizer, devices, data and settings reads the saved result
-            (the playbook re-probes whenever the model or optimizer changes) instead of training.
+        cache_dir: a folder for cached results (created if missing):
+            re-probing the same model, optimizer, devices, data and settings
+            reads the saved result instead of training (the playbook
+            re-probes whenever the model or optimizer changes).
 
     Returns:
         `ProbeResult`: `.to_dataframe()`, `.max_feasible`, `.recommended`,
