@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from kplaybook import validation
 from kplaybook.errors import StudyError
 from kplaybook.native_logs import NativeLogFilter
 
@@ -120,7 +121,9 @@ def build_parser():
 def run_demo(args):
     """`kplaybook demo`."""
     from kplaybook import demo
-    _check_directory(args.directory, "--directory")
+    validation.writable_directory(
+        args.directory, "--directory", "a directory to write the study into"
+    )
     print(
         f"kplaybook demo: depth study on digits, {args.trials_per_study} trials per "
         f"depth x 3 depths, {args.epochs} epochs each"
@@ -149,12 +152,6 @@ def run_demo(args):
     return 0
 
 
-def _check_directory(path, option):
-    """A one-sentence error when `path` exists but is not a directory (it would be written into)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{option} {path} is a file; pass a directory to write the study into.")
-
-
 def format_findings(findings):
     """Findings as printable lines: severity, code, message, then what to do."""
     if not findings:
@@ -172,7 +169,7 @@ def run_report(args):
 
     study = Study.load(args.study_dir)
     if args.out is not None:
-        _check_directory(args.out, "--out")
+        validation.writable_directory(args.out, "--out", "a directory to write the report into")
     paths = study.export(args.out)
     print(repr(study))
     for problem in study.problems:
@@ -229,11 +226,26 @@ def run_probe(args):
     from kplaybook import datasets
     from kplaybook.distribute import probe_batch_sizes
 
+    # Every option is checked before the probe trains (minutes): a bad --save or
+    # --plot found after it would throw the measurements away.
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None:
+            validation.writable_file(path, option)
+    if args.cache_dir is not None:
+        validation.writable_directory(args.cache_dir, "--cache-dir", "a directory for the cache")
+    offline = args.dataset == datasets.OFFLINE_DATASET
+    if offline and args.max_examples is not None:
+        raise ValueError(
+            f"--max-examples applies to TFDS datasets, not to {datasets.OFFLINE_DATASET!r}; "
+            "drop it or pass --dataset with a TFDS name."
+        )
     build = load_target(args.target)
-    load_kwargs = (
-        {} if args.dataset == datasets.OFFLINE_DATASET else {"max_examples": args.max_examples}
-    )
-    (x, y), _ = datasets.load(args.dataset, **load_kwargs)
+    try:
+        (x, y), _ = datasets.load(
+            args.dataset, **({} if offline else {"max_examples": args.max_examples})
+        )
+    except ValueError as e:
+        raise ValueError(f"--dataset {args.dataset}: {e}") from None
     gpus = len(tf.config.list_physical_devices("GPU"))
     print(f"kplaybook probe: {args.target} on {args.dataset} ({gpus} GPU(s))")
     # strategy=None: all GPUs when several; on a GPU each size runs in a subprocess.

@@ -4,6 +4,8 @@ import difflib
 
 import numpy as np
 
+from kplaybook import validation
+
 OFFLINE_DATASET = "digits"
 TFDS_CATALOG = "https://www.tensorflow.org/datasets/catalog/overview"
 # A split is read in batches of this many examples, then concatenated: as_dataset's
@@ -16,6 +18,11 @@ def load_digits(validation_fraction=0.2, seed=0):
 
     Ships with scikit-learn, so it needs no network.
 
+    Args:
+        validation_fraction: the share of the examples held out for
+            validation, a number between 0 and 1 (both excluded).
+        seed: the shuffling seed, a non-negative int.
+
     Returns:
         `((x_train, y_train), (x_val, y_val))`, numpy arrays.
 
@@ -26,6 +33,10 @@ def load_digits(validation_fraction=0.2, seed=0):
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
+    validation_fraction = validation.number(
+        validation_fraction, "validation_fraction", low=0, high=1, low_open=True, high_open=True
+    )
+    seed = validation.seed(seed)
     data = sklearn_digits()
     x = (data.data / 16.0).astype("float32")
     y = data.target.astype("int32")
@@ -87,6 +98,11 @@ def load_tfds(name, max_examples=None, validation_split="test", data_dir=None):
         or max_examples < 1
     ):
         raise ValueError(f"max_examples must be a positive int or None, got {max_examples!r}.")
+    if not isinstance(name, (str, tfds.core.DatasetBuilder)):
+        raise TypeError(
+            f"name must be a dataset name such as {OFFLINE_DATASET!r} or 'mnist', or a TFDS "
+            f"builder, got {name!r}."
+        )
     if isinstance(name, tfds.core.DatasetBuilder):
         if data_dir is not None:
             raise ValueError(
@@ -128,9 +144,12 @@ def _named_builder(name, data_dir):
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError:
-        close = difflib.get_close_matches(
-            str(name), tfds.list_builders(with_community_datasets=False), n=1
-        )
+        if name.lower() == OFFLINE_DATASET:
+            close = [OFFLINE_DATASET]  # not a TFDS name, so difflib would never suggest it
+        else:
+            close = difflib.get_close_matches(
+                name, tfds.list_builders(with_community_datasets=False), n=1
+            )
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         where = data_dir if data_dir is not None else "the default TFDS data_dir"
         raise ValueError(

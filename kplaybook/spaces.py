@@ -10,7 +10,12 @@ parameters are tuned as ``1 - beta`` on a log scale, where their effect is
 roughly uniform.
 """
 
+import math
+
 import keras
+import keras_tuner
+
+from kplaybook import validation
 
 # Rule 41 thresholds: < 10 trials: learning rate only; 10-24: + beta_1;
 # 25-50: + epsilon; substantially more than 25 (here > 50): + beta_2.
@@ -36,11 +41,30 @@ OPTIMIZER_HYPERPARAMETERS = (
 )
 
 
-def _check_budget(budget):
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+def _check_arguments(hp, budget, learning_rate_range):
+    """The arguments every space takes, checked before any is registered; returns (budget, range)."""
+    if not isinstance(hp, keras_tuner.HyperParameters):
+        raise TypeError(
+            "hp must be the trial's keras_tuner.HyperParameters (the argument of build(hp)), "
+            f"got {hp!r}."
+        )
+    if not validation.is_integer(budget) or budget < 1:
         raise ValueError(
             f"budget must be the number of trials per study (a positive int), got {budget!r}."
         )
+    values = validation.sequence(
+        learning_rate_range, "learning_rate_range", "a (min, max) pair of positive numbers"
+    )
+    if (
+        len(values) != 2
+        or not all(validation.is_number(v) for v in values)
+        or not 0 < values[0] < values[1] < math.inf
+    ):
+        raise ValueError(
+            "learning_rate_range must be a (min, max) pair of numbers with 0 < min < max "
+            f"(finite), got {learning_rate_range!r}."
+        )
+    return int(budget), (float(values[0]), float(values[1]))
 
 
 def _log_float(hp, name, value_range):
@@ -56,8 +80,9 @@ def adam(hp, budget, learning_rate_range=LEARNING_RATE_RANGE):
 
     Args:
         hp: the trial's `keras_tuner.HyperParameters`.
-        budget: int, trials per study (e.g. `trials_per_study`).
-        learning_rate_range: (min, max) of the log-scaled learning rate.
+        budget: positive int, trials per study (e.g. `trials_per_study`).
+        learning_rate_range: (min, max) of the log-scaled learning rate,
+            0 < min < max.
 
     Example:
 
@@ -68,7 +93,7 @@ def adam(hp, budget, learning_rate_range=LEARNING_RATE_RANGE):
         return model
     ```
     """
-    _check_budget(budget)
+    budget, learning_rate_range = _check_arguments(hp, budget, learning_rate_range)
     kwargs = {"learning_rate": _log_float(hp, "learning_rate", learning_rate_range)}
     if budget >= ADAM_BETA1_BUDGET:
         kwargs["beta_1"] = 1.0 - _log_float(hp, "one_minus_beta_1", ONE_MINUS_BETA_1_RANGE)
@@ -87,9 +112,10 @@ def sgd_momentum(hp, budget, nesterov=True, learning_rate_range=SGD_LEARNING_RAT
 
     Args:
         hp: the trial's `keras_tuner.HyperParameters`.
-        budget: int, trials per study.
+        budget: positive int, trials per study.
         nesterov: bool, Nesterov momentum (the playbook's suggestion).
-        learning_rate_range: (min, max) of the log-scaled learning rate.
+        learning_rate_range: (min, max) of the log-scaled learning rate,
+            0 < min < max.
 
     Example:
 
@@ -97,7 +123,7 @@ def sgd_momentum(hp, budget, nesterov=True, learning_rate_range=SGD_LEARNING_RAT
     model.compile(optimizer=kp.spaces.sgd_momentum(hp, budget=20), loss="mse")
     ```
     """
-    _check_budget(budget)
+    budget, learning_rate_range = _check_arguments(hp, budget, learning_rate_range)
     learning_rate = _log_float(hp, "learning_rate", learning_rate_range)
     momentum = 0.9
     if budget >= SGD_MOMENTUM_BUDGET:

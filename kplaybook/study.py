@@ -6,8 +6,10 @@ values, notes) with the analysis on top: `check`, the `plot_*` methods,
 reader's public methods.
 """
 
+import keras_tuner
 from keras_tuner.engine import hyperparameters as hp_module
 
+from kplaybook import validation
 from kplaybook.analysis import checks
 from kplaybook.analysis import importance
 from kplaybook.analysis import plot_data
@@ -104,7 +106,8 @@ class Study(StudyReader):
 
         Args:
             which: "best" (each scientific value's best trial bold, its next
-                10 faint), "all" (every completed trial), or a list of trial ids.
+                10 faint), "all" (every completed trial), or a non-empty list
+                of trial ids.
 
         Example: ``study.plot_curves(["03", "07"])``
         """
@@ -251,12 +254,14 @@ class Study(StudyReader):
         from `Study.load`, pass `hypermodel=` and the fit arguments.
 
         Args:
-            top_k: int, best trials per scientific value to replicate.
-            seeds: int n (seeds 1..n) or a list of int seeds.
+            top_k: positive int, best trials per scientific value to replicate.
+            seeds: positive int n (seeds 1..n) or a list of distinct int
+                seeds from 0 to 2**32 - 1.
             hypermodel: `keras_tuner.HyperModel` or `build(hp)` function.
             distribution_strategy: optional `tf.distribute.Strategy`.
             **fit_kwargs: passed to `HyperModel.fit` / `model.fit` (x, y,
-                validation_data, epochs, batch_size, callbacks, ...).
+                validation_data, epochs, batch_size, callbacks, ...); `x` is
+                needed unless the hypermodel's own `fit` loads the data.
 
         Returns:
             DataFrame of all recorded replicate runs (`replicates()`).
@@ -273,6 +278,8 @@ class Study(StudyReader):
                         validation_data=(xv, yv), epochs=10)
         ```
         """
+        top_k = validation.positive_int(top_k, "top_k")
+        seeds = _seed_list(seeds)
         fit_args = ()
         if hypermodel is None and self._training is not None:
             hypermodel, searched_args, searched_kwargs, strategy = self._training
@@ -280,6 +287,7 @@ class Study(StudyReader):
                 distribution_strategy = strategy
             if not fit_kwargs:
                 fit_args, fit_kwargs = searched_args, dict(searched_kwargs)
+        fit_kwargs = _checked_fit_kwargs(hypermodel, fit_args, fit_kwargs)
         replicates_runner.run_replicates(
             self,
             top_k=top_k,
@@ -306,6 +314,11 @@ class Study(StudyReader):
         - ``"html"``: `report.html`, one self-contained file (plots embedded)
           that opens offline, and `plots/*.png`.
 
+        Args:
+            directory: where to write (created if missing); default: the
+                study directory.
+            formats: some of "html", "md", "csv", "json" (a list, or one str).
+
         Returns:
             dict file name -> path written.
 
@@ -316,4 +329,41 @@ class Study(StudyReader):
         print(paths["report.html"])
         ```
         """
-        return report.write(self, directory or self.directory, formats)
+        if isinstance(formats, str):
+            formats = (formats,)
+        what = 'a list of export formats such as ["html", "csv"]'
+        formats = report.check_formats(validation.sequence(formats, "formats", what))
+        if directory is None:
+            directory = self.directory
+        else:
+            directory = validation.writable_directory(directory, "directory")
+        return report.write(self, directory, formats)
+
+
+def _seed_list(seeds):
+    """`seeds` with numpy integers as ints, each in numpy's seed range, else an error naming `seeds`."""
+    if validation.is_integer(seeds):
+        return validation.positive_int(seeds, "seeds")
+    values = validation.sequence(
+        seeds, "seeds", "a positive int n (seeds 1..n) or a list of int seeds"
+    )
+    return [validation.seed(value, f"seeds[{i}]") for i, value in enumerate(values)]
+
+
+def _checked_fit_kwargs(hypermodel, fit_args, fit_kwargs):
+    """`fit_kwargs` with `epochs` and `batch_size` checked, and the data required when `model.fit` trains."""
+    fit_kwargs = dict(fit_kwargs)
+    for name in ("epochs", "batch_size"):
+        if fit_kwargs.get(name) is not None:
+            fit_kwargs[name] = validation.positive_int(fit_kwargs[name], name)
+    # A HyperModel that overrides fit() may load its own data; model.fit needs x.
+    trains_with_model_fit = hypermodel is not None and (
+        not isinstance(hypermodel, keras_tuner.HyperModel)
+        or type(hypermodel).fit is keras_tuner.HyperModel.fit
+    )
+    if trains_with_model_fit and not fit_args and fit_kwargs.get("x") is None:
+        raise ValueError(
+            "replicate() got no training data; pass x=..., y=..., validation_data=... and "
+            "epochs=... as the search got them."
+        )
+    return fit_kwargs

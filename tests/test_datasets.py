@@ -115,6 +115,9 @@ def test_unknown_name_is_one_sentence(tmp_path):
     assert "\n" not in str(e.value) and e.value.__suppress_context__
     with pytest.raises(ValueError, match=r"No TFDS dataset 'kp_no_such_dataset'.*'digits'"):
         kp.datasets.load("kp_no_such_dataset", data_dir=tmp_path)
+    # Only the exact name is the offline dataset, but a case slip gets pointed at it.
+    with pytest.raises(ValueError, match=r"No TFDS dataset 'Digits'.*did you mean 'digits'\?\)"):
+        kp.datasets.load("Digits", data_dir=tmp_path)
 
 
 def test_non_image_dataset_refused_before_download(tmp_path):

@@ -359,3 +359,11 @@ def test_cli_probe_errors_are_one_line(capsys):
     ]
     assert main(["probe", "no_such_module:build"]) == 2
     assert "cannot import 'no_such_module'" in capsys.readouterr().err
+
+
+def test_a_dict_of_inputs_is_sliced_and_mismatched_lengths_are_refused():
+    x, y = np.zeros((10, 3), "float32"), np.zeros(10, "int32")
+    inputs = {"a": x, "b": np.zeros((10, 2), "float32")}
+    assert probe_module._as_dataset((inputs, y)).cardinality() == 10
+    with pytest.raises(ValueError, match=r"dataset have different lengths \[9, 10\]"):
+        probe_module._as_dataset(({**inputs, "b": np.zeros((9, 2))}, y))

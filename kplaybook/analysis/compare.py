@@ -7,12 +7,12 @@ asks that a gain beat the variance of retraining before it is adopted.
 """
 
 import math
-import os
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from kplaybook import validation
 from kplaybook.analysis._prepared import prepare
 from kplaybook.errors import StudyError
 from kplaybook.records import StudyReader
@@ -177,6 +177,7 @@ def compare(study_a, study_b):
 
     Raises:
         StudyError: a study cannot be loaded, or the objectives differ.
+        TypeError: a study is neither a `kp.Study` nor a path.
 
     Example:
 
@@ -188,8 +189,12 @@ def compare(study_a, study_b):
     ```
     """
     studies = [
-        s if isinstance(s, StudyReader) else StudyReader.load(os.fspath(s))
-        for s in (study_a, study_b)
+        s
+        if isinstance(s, StudyReader)
+        else StudyReader.load(
+            validation.path(s, name, "a kp.Study or the path of a study directory")
+        )
+        for name, s in (("study_a", study_a), ("study_b", study_b))
     ]
     a, b = studies
     if (a.objective, a.direction) != (b.objective, b.direction):

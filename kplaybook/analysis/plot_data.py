@@ -9,6 +9,7 @@ import typing
 
 import numpy as np
 
+from kplaybook import validation
 from kplaybook.analysis import checks
 from kplaybook.analysis import importance
 from kplaybook.analysis._prepared import prepare
@@ -344,10 +345,15 @@ def curves_plot_data(study, which="best"):
             rows.extend(int(r) for r in cell_rows)
         bold = best_set
     else:
+        which = validation.sequence(which, "which", '"best", "all" or a list of trial ids')
+        if not which:
+            raise ValueError(
+                'which is an empty list; pass "best", "all" or the ids of the trials to draw.'
+            )
         index = {tid: i for i, tid in enumerate(p.frame["trial_id"])}
         rows = [index[study.trial(trial_id).trial_id] for trial_id in which]
         bold = set(rows)
-    validation = p.objective if p.objective != "loss" else "val_loss"
+    validation_metric = p.objective if p.objective != "loss" else "val_loss"
     series = []
     for row in sorted(rows, key=lambda r: r in bold):  # bold drawn last, on top
         epochs, columns = study.curve_arrays(p.trial_id(row))
@@ -359,14 +365,14 @@ def curves_plot_data(study, which="best"):
                 bold=row in bold,
                 epochs=epochs,
                 train=columns.get("loss", nan),
-                validation=columns.get(validation, nan),
+                validation=columns.get(validation_metric, nan),
             )
         )
     return CurvesData(
         series=series,
         cell_labels=[p.cell_label(i) for i in range(len(p.cells))],
         train_metric="loss",
-        validation_metric=validation,
+        validation_metric=validation_metric,
     )
 
 

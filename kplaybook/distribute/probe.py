@@ -28,6 +28,7 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from kplaybook import validation
 from kplaybook.citations import mention
 from kplaybook.citations import url
 from kplaybook.distribute.strategy import StrategyWrapper
@@ -255,6 +256,13 @@ def _as_dataset(dataset):
     if isinstance(dataset, tf.data.Dataset):
         return dataset
     if isinstance(dataset, tuple) and len(dataset) == 2:
+        # Every array (x may be a dict or list of inputs) slices into examples along axis 0.
+        lengths = sorted({int(np.shape(a)[0]) for a in tf.nest.flatten(dataset) if np.ndim(a)})
+        if len(lengths) > 1:
+            raise ValueError(
+                f"The arrays of dataset have different lengths {lengths}; pass x and y with "
+                "one row per example."
+            )
         return tf.data.Dataset.from_tensor_slices(dataset)
     raise TypeError(
         f"dataset must be a tf.data.Dataset of single examples, an (x, y) tuple of arrays "
@@ -531,24 +539,26 @@ def probe_batch_sizes(
     makes that size infeasible and ends the doubling.
 
     Args:
-        build_model: function `() -> compiled keras.Model`.
+        build_model: function `() -> compiled keras.Model`, a new model on
+            each call.
         dataset: a `tf.data.Dataset` of single (x, y) examples, an (x, y)
             tuple of arrays, or a function returning either.
         strategy: `kp.distribute.StrategyWrapper`, a `tf.distribute.Strategy`
             or None (auto: all GPUs when there are several). Batch sizes
             are global (summed over replicas).
-        batch_sizes: explicit sizes to probe (all are tried); default powers
-            of two from 8 up to the first OOM.
-        steps: measured steps per size.
-        warmup_steps: steps discarded first.
-        isolate: run each size in a fresh subprocess (default: when a GPU
+        batch_sizes: explicit sizes to probe, distinct positive ints (all
+            are tried); default powers of two from 8 up to the first OOM.
+        steps: measured steps per size, a positive int.
+        warmup_steps: steps discarded first, a non-negative int.
+        isolate: bool, run each size in a fresh subprocess (default: when a GPU
             is present, so a failed allocation cannot fragment or leak device
             memory into the next probe). Needs picklable `build_model` and
             `dataset` (module-level functions or arrays) and the default strategy.
-        max_batch_size: cap on the doubling.
-        cache_dir: a folder for cached results: re-probing the same model,
-            optimizer, devices, data and settings reads the saved result
-            (the playbook re-probes whenever the model or optimizer changes) instead of training.
+        max_batch_size: cap on the doubling, an int of at least 8.
+        cache_dir: a folder for cached results (created if missing):
+            re-probing the same model, optimizer, devices, data and settings
+            reads the saved result instead of training (the playbook
+            re-probes whenever the model or optimizer changes).
 
     Returns:
         `ProbeResult`: `.to_dataframe()`, `.max_feasible`, `.recommended`,
@@ -568,14 +578,21 @@ def probe_batch_sizes(
     print(result.recommended, result.bottleneck)
     ```
     """
+    validation.function(
+        build_model,
+        "build_model",
+        "a function returning a new compiled keras.Model on each call",
+        refuse=keras.Model,
+    )
     for name, value, low in (("steps", steps, 1), ("warmup_steps", warmup_steps, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not validation.is_integer(value) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    steps, warmup_steps = int(steps), int(warmup_steps)
     if batch_sizes is not None:
-        sizes = list(batch_sizes)
+        sizes = validation.sequence(batch_sizes, "batch_sizes", "distinct positive ints")
         if (
             not sizes
-            or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in sizes)
+            or not all(validation.is_integer(b) for b in sizes)
             or any(b < 1 for b in sizes)
             or len(set(sizes)) != len(sizes)
         ):
@@ -584,10 +601,10 @@ def probe_batch_sizes(
         sizes = sorted(sizes)
         stop_at_oom = False
     else:
-        if max_batch_size < DEFAULT_MIN_BATCH_SIZE:
+        if not validation.is_integer(max_batch_size) or max_batch_size < DEFAULT_MIN_BATCH_SIZE:
             raise ValueError(
                 f"max_batch_size must be at least {DEFAULT_MIN_BATCH_SIZE} (the first size "
-                f"probed), got {max_batch_size!r}; or pass batch_sizes."
+                f"probed), got {max_batch_size!r}; pass an int or pass batch_sizes."
             )
         sizes = []
         size = DEFAULT_MIN_BATCH_SIZE
@@ -595,7 +612,9 @@ def probe_batch_sizes(
             sizes.append(size)
             size *= 2
         stop_at_oom = True
-    if isolate is None:
+    if isolate is not None:
+        isolate = validation.boolean(isolate, "isolate")
+    else:
         # Physical devices only: listing logical ones would start TensorFlow's GPU
         # context here and reserve the memory the subprocesses need.
         isolate = bool(tf.config.list_physical_devices("GPU"))
@@ -628,6 +647,9 @@ def probe_batch_sizes(
             "the GPU from the subprocesses); pass one or the other."
         )
     if cache_dir is not None:
+        cache_dir = validation.writable_directory(
+            cache_dir, "cache_dir", "a directory for the cache"
+        )
         runner.fresh_session()  # layer names restart at dense, dense_1, ...: a stable key
         with wrapper.scope():
             model = build_model()
@@ -637,7 +659,7 @@ def probe_batch_sizes(
         )
         del model
         runner.fresh_session()
-        cache_path = os.path.join(os.fspath(cache_dir), f"probe-{key}.json")
+        cache_path = os.path.join(cache_dir, f"probe-{key}.json")
         if os.path.exists(cache_path):
             try:
                 return ProbeResult.load(cache_path, from_cache=True)

@@ -2,6 +2,7 @@
 
 import numbers
 
+import keras
 import tensorflow as tf
 
 from kplaybook.distribute.batch_norm import sync_batch_norm
@@ -136,6 +137,8 @@ class StrategyWrapper:
         model.fit(x, y, batch_size=wrapper.global_batch_size(32))
         ```
         """
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model, got {model!r}.")
         if self.num_replicas <= 1:
             return model
         with self.scope():

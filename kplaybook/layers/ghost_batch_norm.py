@@ -8,6 +8,8 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
+from kplaybook import validation
+
 
 @keras.saving.register_keras_serializable(package="kplaybook")
 class GhostBatchNormalization(keras.layers.Layer):
@@ -66,9 +68,10 @@ class GhostBatchNormalization(keras.layers.Layer):
             (a positive integer).
         axis: int, default -1. The features axis; only the last axis is
             supported (`-1`, or `rank - 1`).
-        momentum: float, default 0.99. Momentum of the moving statistics.
-        epsilon: float, default 1e-3. Added to the variance before the
-            square root.
+        momentum: float in [0, 1], default 0.99. Momentum of the moving
+            statistics.
+        epsilon: positive float, default 1e-3. Added to the variance before
+            the square root.
         center: bool, default True. Add the learned offset `beta`.
         scale: bool, default True. Multiply by the learned scale `gamma`.
         beta_initializer: initializer, default `"zeros"`.
@@ -138,10 +141,10 @@ class GhostBatchNormalization(keras.layers.Layer):
             )
         self.virtual_batch_size = int(virtual_batch_size)
         self.axis = int(axis)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.center = center
-        self.scale = scale
+        self.momentum = validation.number(momentum, "momentum", low=0, high=1)
+        self.epsilon = validation.positive_number(epsilon, "epsilon")
+        self.center = validation.boolean(center, "center")
+        self.scale = validation.boolean(scale, "scale")
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)

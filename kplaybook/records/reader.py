@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from kplaybook import validation
 from kplaybook.errors import StudyError
 from kplaybook.records import files
 from kplaybook.records import layout as layout_module
@@ -134,8 +135,11 @@ class StudyReader:
         Raises:
             StudyError: the directory is missing, is not a kplaybook study, or
                 holds a damaged file (the error names it and what to do).
+            TypeError: `directory` is not a str or os.PathLike.
         """
-        directory = os.fspath(directory)
+        directory = validation.path(
+            directory, "directory", "the study's folder (directory/project_name)"
+        )
         if not os.path.isdir(directory):
             what = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
             raise StudyError(
@@ -447,7 +451,8 @@ class StudyReader:
 
         Args:
             trial_id: the trial.
-            execution: which execution, with `executions_per_trial > 1`.
+            execution: which execution (an int from 0), with
+                `executions_per_trial > 1`.
 
         Example:
 
@@ -456,6 +461,7 @@ class StudyReader:
         print(norms.quantile(0.9))
         ```
         """
+        execution = validation.integer(execution, "execution")
         path = self.layout.steps_file(self.trial(trial_id).trial_id)
         executions = steps_module.read_steps(path)
         if not executions:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from kplaybook import validation
 from kplaybook.callbacks import DivergenceMonitor
 from kplaybook.callbacks import GradientNormLogger
 from kplaybook.callbacks import Warmup
@@ -24,21 +25,41 @@ from kplaybook.records.files import json_safe
 CURVE_POINTS = 50
 
 
+def check_run_arguments(build_model, seed, callbacks):
+    """The arguments both sweeps pass to every run, checked before any run: (build_model, seed, callbacks)."""
+    validation.function(
+        build_model,
+        "build_model",
+        "a function returning a new compiled keras.Model on each call",
+        refuse=keras.Model,
+    )
+    seed = validation.seed(seed)
+    callbacks = validation.sequence(callbacks, "callbacks", "a list of keras.callbacks.Callback")
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "callbacks must be a list of keras.callbacks.Callback, got "
+                f"{type(callback).__name__} {callback!r} in it."
+            )
+    return build_model, seed, callbacks
+
+
 class SweepData:
     """Training batches (a fresh, repeated dataset per run) and a fixed set of evaluation batches.
 
     Args:
         train_data: a batched ``tf.data.Dataset`` of ``(x, y)`` (or
             ``(x, y, sample_weight)``), or a tuple ``(x, y)`` of arrays.
-        batch_size: the batch size for arrays (ignored for a dataset).
+        batch_size: the batch size for arrays, a positive int (default 32;
+            None for a dataset).
         eval_batches: how many batches of `train_data` the training loss is
-            measured on before and after each run (the same batches every run).
-        seed: the shuffling seed for arrays.
+            measured on before and after each run (the same batches every
+            run), a positive int.
+        seed: the shuffling seed for arrays, a non-negative int.
     """
 
     def __init__(self, train_data, batch_size=None, eval_batches=8, seed=0):
-        if not isinstance(eval_batches, int) or eval_batches < 1:
-            raise ValueError(f"eval_batches must be a positive integer, got {eval_batches!r}.")
+        eval_batches = validation.positive_int(eval_batches, "eval_batches")
         if isinstance(train_data, tf.data.Dataset):
             if batch_size is not None:
                 raise ValueError(
@@ -53,7 +74,9 @@ class SweepData:
                 raise ValueError(
                     "The arrays in train_data have different lengths; pass (x, y) of equal length."
                 )
-            batch_size = 32 if batch_size is None else int(batch_size)
+            batch_size = (
+                32 if batch_size is None else validation.positive_int(batch_size, "batch_size")
+            )
             if n < batch_size:
                 raise ValueError(
                     f"train_data has {n} examples, fewer than one batch of {batch_size}; "

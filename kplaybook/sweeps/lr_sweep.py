@@ -2,8 +2,7 @@
 
 import math
 
-import numpy as np
-
+from kplaybook import validation
 from kplaybook.results import Result
 from kplaybook.sweeps import _runner
 from kplaybook.sweeps._plots import plot_lr_sweep
@@ -131,14 +130,15 @@ class LRSweepResult(Result):
 
 
 def _validate_rates(learning_rates):
-    try:
-        rates = [float(lr) for lr in learning_rates]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"learning_rates must be a list of positive numbers, got {learning_rates!r}."
-        ) from None
+    rates = validation.sequence(learning_rates, "learning_rates", "a list of positive numbers")
     if not rates:
         raise ValueError("learning_rates is empty; pass at least one learning rate.")
+    wrong_type = [lr for lr in rates if not validation.is_number(lr)]
+    if wrong_type:
+        raise TypeError(
+            f"learning_rates must be a list of positive numbers, got {wrong_type[0]!r} in it."
+        )
+    rates = [float(lr) for lr in rates]
     bad = [lr for lr in rates if not (math.isfinite(lr) and lr > 0)]
     if bad:
         raise ValueError(f"learning rates must be positive and finite, got {bad}.")
@@ -148,7 +148,7 @@ def _validate_rates(learning_rates):
 
 
 def _validate_steps(steps, name="steps"):
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+    if not validation.is_integer(steps) or steps < 1:
         raise ValueError(f"{name} must be a positive integer, got {steps!r}.")
     return int(steps)
 
@@ -188,13 +188,16 @@ def lr_sweep(
             compiled with a float learning rate (the sweep overwrites it).
         train_data: a batched ``tf.data.Dataset`` of ``(x, y)``, or ``(x, y)``
             arrays (then batched with `batch_size`, default 32).
-        learning_rates: the rates to try (positive; sorted for you).
-        steps: training steps per rate.
-        batch_size: the batch size for arrays.
-        eval_batches: batches of `train_data` the loss is measured on.
-        seed: the seed of the initial weights and the data order.
+        learning_rates: the rates to try, a list of distinct positive
+            numbers (sorted for you).
+        steps: training steps per rate, a positive int.
+        batch_size: the batch size for arrays, a positive int (default 32).
+        eval_batches: batches of `train_data` the loss is measured on, a
+            positive int.
+        seed: the seed of the initial weights and the data order, a
+            non-negative int below 2**32.
         patience, factor: the `DivergenceMonitor` settings.
-        callbacks: extra Keras callbacks for every run.
+        callbacks: a list of extra Keras callbacks for every run.
 
     Returns:
         `LRSweepResult`.
@@ -213,8 +216,7 @@ def lr_sweep(
     """
     rates = _validate_rates(learning_rates)
     steps = _validate_steps(steps)
-    if not callable(build_model):
-        raise TypeError("build_model must be a function returning a compiled keras.Model.")
+    build_model, seed, callbacks = _runner.check_run_arguments(build_model, seed, callbacks)
     data = _runner.SweepData(
         train_data, batch_size=batch_size, eval_batches=eval_batches, seed=seed
     )

@@ -1,5 +1,8 @@
 """`warmup_sweep`: which warmup lengths make a too-high learning rate stable."""
 
+import math
+
+from kplaybook import validation
 from kplaybook.results import Result
 from kplaybook.sweeps import _runner
 from kplaybook.sweeps._plots import plot_warmup_sweep
@@ -179,8 +182,8 @@ def warmup_sweep(
     the rate stable.
 
     Every run trains for the same number of steps, by default
-    ``(1 + hold_factor) * max(warmup_steps_list)`` (each warmup followed by at
-    least ``hold_factor`` times its length at `base_lr`), from the same
+    ``(1 + hold_factor) * max(warmup_steps_list)``, rounded up (each warmup
+    followed by at least ``hold_factor`` times its length at `base_lr`), from the same
     initial weights on the same batches, with a `Warmup` callback. A run is
     stable when it did not diverge (`DivergenceMonitor`) and its final
     training loss is at or below its starting loss. A run with no warmup is
@@ -189,27 +192,31 @@ def warmup_sweep(
     Args:
         build_model: ``() -> keras.Model`` compiled with a float learning rate.
         train_data: a batched ``tf.data.Dataset`` or ``(x, y)`` arrays.
-        base_lr: the target learning rate.
-        warmup_steps_list: warmup lengths to try (positive integers).
-        max_train_steps: the length of the real training runs; a warmup
-            longer than 10% of it is refused.
+        base_lr: the target learning rate, a positive number.
+        warmup_steps_list: warmup lengths to try, a list of distinct
+            positive integers.
+        max_train_steps: the length of the real training runs, a positive
+            int; a warmup longer than 10% of it is refused.
         hold_factor: steps at `base_lr` after the longest warmup, in units of
-            its length. Defaults to 2.
-        steps: training steps per run, overriding the default above.
-        include_no_warmup: also run without warmup. Defaults to True.
+            its length, a positive number. Defaults to 2.
+        steps: training steps per run, a positive int longer than the
+            longest warmup, overriding the default above.
+        include_no_warmup: bool, also run without warmup. Defaults to True.
         batch_size, eval_batches, seed, patience, factor, callbacks: as in
             `lr_sweep`.
 
     Returns:
         `WarmupSweepResult`.
     """
-    if not callable(build_model):
-        raise TypeError("build_model must be a function returning a compiled keras.Model.")
-    base_lr = float(base_lr)
-    if not base_lr > 0:
-        raise ValueError(f"base_lr must be positive, got {base_lr!r}.")
+    build_model, seed, callbacks = _runner.check_run_arguments(build_model, seed, callbacks)
+    base_lr = validation.positive_number(base_lr, "base_lr")
     max_train_steps = _validate_steps(max_train_steps, "max_train_steps")
-    warmups = [_validate_steps(w, "each warmup length") for w in warmup_steps_list]
+    hold_factor = validation.positive_number(hold_factor, "hold_factor")
+    include_no_warmup = validation.boolean(include_no_warmup, "include_no_warmup")
+    warmups = validation.sequence(
+        warmup_steps_list, "warmup_steps_list", "a list of positive integers such as [10, 100]"
+    )
+    warmups = [_validate_steps(w, "each warmup length") for w in warmups]
     if not warmups:
         raise ValueError("warmup_steps_list is empty; pass warmup lengths such as [10, 100, 1000].")
     if len(set(warmups)) != len(warmups):
@@ -222,7 +229,7 @@ def warmup_sweep(
             "max_train_steps."
         )
     if steps is None:
-        steps = (1 + int(hold_factor)) * max(warmups)
+        steps = max(warmups) + math.ceil(hold_factor * max(warmups))
     steps = _validate_steps(steps)
     if steps <= max(warmups):
         raise ValueError(
