@@ -72,6 +72,12 @@ class PlaybookOracle(kt.Oracle):
         seed = resolve_seed(seed)
         if max_trials is not None:
             max_trials = validation.positive_int(max_trials, "max_trials")
+        hyperparameters = kwargs.get("hyperparameters")
+        if hyperparameters is not None and not isinstance(hyperparameters, kt.HyperParameters):
+            raise TypeError(
+                "hyperparameters must be a keras_tuner.HyperParameters (declare the space with "
+                f"hp = kt.HyperParameters(); hp.Int(...)), got {type(hyperparameters).__name__}."
+            )
         for name, minimum in (("max_retries_per_trial", 0), ("max_consecutive_failed_trials", 1)):
             if name in kwargs:
                 kwargs[name] = validation.integer(kwargs[name], name, minimum=minimum)

@@ -60,6 +60,8 @@ class QuasiRandomSearchOracle(PlaybookOracle):
         **kwargs,
     ):
         skip = validation.non_negative_int(skip, "skip")
+        # KerasTuner reads None as "search forever": a quasi-random sequence has no end.
+        max_trials = validation.positive_int(max_trials, "max_trials")
         super().__init__(
             objective=objective,
             max_trials=max_trials,
