@@ -4,6 +4,7 @@ pytest puts `tests/` on sys.path (it has no __init__.py), so test files
 import this module by name: ``import helpers``.
 """
 
+import gc
 import importlib.util
 import json
 import os
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 import kplaybook as kp
 
@@ -132,3 +135,21 @@ def planned_values(directory, trials_per_study):
     n = len(script.SCIENTIFIC["num_layers"]) * trials_per_study
     # A distinct tuner id per request: each call creates the next slot.
     return [tuner.oracle.create_trial(f"ref{k}").hyperparameters.values for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def frozen_gc():
+    """Keeps the objects alive when a test module starts out of the garbage collector's passes.
+
+    KerasTuner's `Tuner._try_build` runs `gc.collect()` at every build (each
+    trial, each `get_best_models`), and in a pytest process holding
+    TensorFlow each pass walks every object of the session (about 0.6 s).
+    Objects created by the module's own tests are collected as usual; the
+    freeze is undone when the module ends. Use it with
+    ``pytestmark = pytest.mark.usefixtures("frozen_gc")`` after
+    ``from helpers import frozen_gc``.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
