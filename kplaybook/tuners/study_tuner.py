@@ -205,8 +205,10 @@ class StudyTuner(kt.Tuner):
     def discover_space(self, *fit_args, **fit_kwargs):
         """Completes the search space with what `HyperModel.fit` declares, before any training.
 
-        `HyperModel.fit` runs once with a freshly built model whose `fit`
-        stops at once: every hyperparameter `fit` declares before training
+        `HyperModel.fit` runs once with a freshly built model that stops at
+        its first step of work (`fit`, `evaluate`, `predict`, the
+        `*_on_batch` methods, or a forward pass in a custom training loop):
+        every hyperparameter `fit` declares before training
         (``batch_size``, ``shuffle``, a preprocessing switch) is then known,
         so it can be scientific, fixed or a nuisance dimension of the
         quasi-random design from the first trial, and a role mistake (batch
@@ -222,7 +224,10 @@ class StudyTuner(kt.Tuner):
         complete = type(self).run_trial is kt.Tuner.run_trial
         if complete:
             model = self._try_build(hp)
-            object.__setattr__(model, "fit", _stop_before_training)
+            # Whatever trains first stops it: model.fit, or the first forward
+            # pass of a custom training loop.
+            for name in _TRAINING_ENTRY_POINTS:
+                object.__setattr__(model, name, _stop_before_training)
             try:
                 self.hypermodel.fit(hp, model, *fit_args, **fit_kwargs)
             except _Discovered:
@@ -304,6 +309,11 @@ class StudyTuner(kt.Tuner):
             # report must hold it (KerasTuner's Oracle.update_trial checks).
             metrics = {name: float("nan"), **logs}
             if i == len(reports) - 1:
+                # What fit returned is recorded as KerasTuner records it, at
+                # the last step, for the metrics the epochs did not log.
+                for metric, value in (outcome.returned or {}).items():
+                    if metric not in logs:
+                        metrics[metric] = float(value)
                 if outcome.reason is not None:
                     metrics[markers.marker(outcome.reason)] = 1.0
                 else:
@@ -410,6 +420,18 @@ def _discrete_values(hp):
     if isinstance(hp, kt.engine.hyperparameters.Int):
         return [hp.max_value]
     return []
+
+
+#: The model methods `discover_space` stops at: anything that would train or evaluate.
+_TRAINING_ENTRY_POINTS = (
+    "fit",
+    "evaluate",
+    "predict",
+    "train_on_batch",
+    "test_on_batch",
+    "predict_on_batch",
+    "call",
+)
 
 
 class _Discovered(Exception):

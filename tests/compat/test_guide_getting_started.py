@@ -30,10 +30,9 @@ objectives; a `HyperModel.fit` returning a float (no objective given: minimised)
 or a dict (one key as objective, the other tracked); `run_trial` overrides that
 tune any function or call separate Keras code.
 
-xfail (strict), two tests: a `HyperModel.fit` that runs `model.fit` and returns
-a float or a dict is scored by it, but the returned values are not recorded as
-the trial's metrics (`trial.metrics` holds NaN for the objective, nothing for
-the dict's other key `metric_b`), where KerasTuner records them.
+A `HyperModel.fit` that runs `model.fit` and returns a float or a dict is
+scored by it, and the returned values are recorded as the trial's metrics, as
+KerasTuner records them.
 """
 
 import os
@@ -514,16 +513,6 @@ def test_fit_returning_a_float_is_minimised_without_an_objective(float_search):
     assert tuner.oracle.get_best_trials(1)[0].score == min(v for _, v in returned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kplaybook does not record the returned float as the trial's objective metric when "
-        "fit() also ran model.fit: trial.metrics.get_last_value('val_loss') is nan (one NaN per "
-        "epoch of model.fit, as the fit logged no val_loss); KerasTuner records the returned "
-        "value under the objective's name. Same cause as the dict case below "
-        "(StudyTuner._report, kplaybook/tuners/study_tuner.py)."
-    ),
-)
 def test_fit_returning_a_float_is_tracked_in_the_tuner_logs(float_search):
     # "the metric value will not be tracked in the Keras logs by only KerasTuner logs"
     tuner, trials, returned = float_search
@@ -580,16 +569,6 @@ def test_fit_returning_a_dict_is_scored_by_the_objective_key(dict_search):
     assert tuner.oracle.get_best_trials(1)[0].score == max(t.score for t in trials)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kplaybook does not record the returned dict as the trial's metrics when fit() also ran "
-        "model.fit: trial.metrics.get_last_value('metric_a') is nan (one NaN per epoch of "
-        "model.fit) and 'metric_b' is absent (None); KerasTuner records both returned values. "
-        "StudyTuner._report (kplaybook/tuners/study_tuner.py) reports the returned dict only "
-        "when no epoch was logged (`outcome.reports or [(best_step, returned)]`)."
-    ),
-)
 def test_fit_returning_a_dict_tracks_every_key_as_a_trial_metric(dict_search):
     # "If you have multiple metrics to track in KerasTuner, but only use one of
     # them as the objective, you can return a dictionary".
