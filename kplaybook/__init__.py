@@ -2,6 +2,9 @@
 
 The public surface::
 
+    kp.Playbook             the playbook's incremental loop, automated: goals, findings acted on,
+                            adopt-or-keep, Bayesian exploitation, final replicates (kp.Goal,
+                            kp.Decision, kp.PlaybookResult)
     kp.PlaybookTuner        nested studies: scientific / nuisance / fixed roles
     kp.QuasiRandomSearch    scrambled-Halton search, usable like kt.RandomSearch
     kp.Study                read, check, plot, replicate and export a study directory
@@ -45,6 +48,10 @@ _EXPORTS = {
     "WarmupSweepResult": "kplaybook.sweeps",
     "lr_sweep": "kplaybook.sweeps",
     "warmup_sweep": "kplaybook.sweeps",
+    "Decision": "kplaybook.playbook",
+    "Goal": "kplaybook.playbook",
+    "Playbook": "kplaybook.playbook",
+    "PlaybookResult": "kplaybook.playbook",
     "PlaybookTuner": "kplaybook.tuners",
     "QuasiRandomSearch": "kplaybook.tuners",
 }
@@ -56,6 +63,7 @@ _SUBMODULES = (
     "errors",
     "layers",
     "oracles",
+    "playbook",
     "records",
     "schedules",
     "spaces",

@@ -36,6 +36,7 @@ LAYERS = {
     "kplaybook.study": 6,
     "kplaybook.sweeps": 6,
     "kplaybook.tuners": 7,
+    "kplaybook.playbook": 8,
     "kplaybook.testing": 8,
     "kplaybook.demo": 8,
     "kplaybook.cli": 9,

@@ -116,7 +116,7 @@ def _figures(study):
     return figures
 
 
-def _png(figure):
+def png_bytes(figure):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
@@ -161,7 +161,7 @@ def write(study, directory, formats=FORMATS):
     if "html" in formats or "md" in formats:
         os.makedirs(os.path.join(directory, "plots"), exist_ok=True)
         for name, (title, figure) in _figures(study).items():
-            png = _png(figure)
+            png = png_bytes(figure)
             files.write_text(target(f"plots/{name}.png"), png)
             images[name] = (title, png)
     if "md" in formats:
@@ -306,7 +306,7 @@ def _now():
 
 # -- HTML ------------------------------------------------------------------------
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
        max-width: 1200px; padding: 0 1rem; color: #1d1d1f; }
 h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -323,7 +323,7 @@ code { background: #f4f4f6; padding: 0 .2rem; }
 """
 
 
-def _frame_html(frame, table_id=None):
+def frame_html(frame, table_id=None):
     shown = frame.astype(object).where(frame.notna(), "")
     shown = shown.map(_cell) if hasattr(shown, "map") else shown.applymap(_cell)
     # Wide tables (many hyperparameters) scroll inside the page instead of overflowing it.
@@ -331,7 +331,7 @@ def _frame_html(frame, table_id=None):
     return f'<div class="table-scroll">{table}</div>'
 
 
-def _reference_link(reference):
+def reference_link(reference):
     if not reference:
         return ""
     return f' <a class="ref" href="{html.escape(reference)}">playbook</a>'
@@ -343,7 +343,7 @@ def _html(study, row, findings, best, replicates, frame, images):
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>kplaybook report: {e(study.name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         f"<h1>Study {e(study.name)}</h1>",
     ]
     if row["goal"]:
@@ -353,7 +353,7 @@ def _html(study, row, findings, best, replicates, frame, images):
         f"Scientific: {e(_roles(study.scientific))}. Fixed: {e(_roles(study.fixed))}. "
         f"Nuisance: {e(', '.join(study.nuisance) or 'none')}.</p>",
         "<h2>Spreadsheet row</h2>",
-        _frame_html(pd.DataFrame([row]), "spreadsheet-row"),
+        frame_html(pd.DataFrame([row]), "spreadsheet-row"),
         "<h2>Findings</h2>",
     ]
     if findings:
@@ -365,7 +365,7 @@ def _html(study, row, findings, best, replicates, frame, images):
             parts.append(
                 f'<tr class="{e(x.severity)}"><td class="severity">{e(x.severity)}</td>'
                 f"<td><code>{e(x.code)}</code></td><td>{e(x.message)}</td>"
-                f"<td>{e(x.recommendation)}{_reference_link(x.reference)}</td></tr>"
+                f"<td>{e(x.recommendation)}{reference_link(x.reference)}</td></tr>"
             )
         parts.append("</tbody></table>")
     else:
@@ -373,11 +373,11 @@ def _html(study, row, findings, best, replicates, frame, images):
             '<table id="findings"><tbody><tr><td>No problem found by the playbook\'s '
             "checks.</td></tr></tbody></table>"
         )
-    parts += ["<h2>Best trial per scientific value</h2>", _frame_html(best, "best")]
+    parts += ["<h2>Best trial per scientific value</h2>", frame_html(best, "best")]
     if len(replicates):
         parts += [
             "<h2>Seed replicates</h2>",
-            _frame_html(_replicate_summary(replicates), "replicates"),
+            frame_html(_replicate_summary(replicates), "replicates"),
         ]
     parts.append("<h2>Plots</h2>")
     for name, (title, png) in images.items():
@@ -393,7 +393,7 @@ def _html(study, row, findings, best, replicates, frame, images):
     parts += [
         f"<h2>Trials ({len(frame)})</h2>",
         f'<p class="muted">Best first; {len(shown)} of {len(frame)} shown (all in trials.csv).</p>',
-        _frame_html(shown, "trials"),
+        frame_html(shown, "trials"),
         f'<p class="muted">Written by kplaybook on {e(_now())}.</p>',
         "</body></html>",
     ]

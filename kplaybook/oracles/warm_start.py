@@ -8,6 +8,8 @@ sentence naming it. Its trials' values are then data for the model (values
 outside this study's space are left out when the proposal encodes them).
 """
 
+import hashlib
+import json
 import os
 import typing
 
@@ -28,7 +30,9 @@ def warm_start_records(sources, objective, direction, fixed):
     """The usable trials of `sources` (studies or their directories), checked against this study.
 
     Args:
-        sources: list of `StudyReader` (a `kp.Study`) or study directories.
+        sources: list of `StudyReader` (a `kp.Study`), study directories, or
+            `WarmRecord`s (trials chosen by the caller, e.g. `kp.Playbook`,
+            which has already checked they are the same experiment).
         objective, direction: this study's objective.
         fixed: dict name -> value this study holds fixed.
 
@@ -45,7 +49,13 @@ def warm_start_records(sources, objective, direction, fixed):
     if isinstance(sources, (str, os.PathLike, StudyReader)):
         sources = [sources]
     records, names = [], []
+    given = [s for s in sources if isinstance(s, WarmRecord)]
+    if given:
+        records.extend(given)
+        names.append(f"{len(given)} trials given as records ({_digest(given)})")
     for source in sources:
+        if isinstance(source, WarmRecord):
+            continue
         reader = source if isinstance(source, StudyReader) else StudyReader.load(os.fspath(source))
         if (reader.objective, reader.direction) != (objective, direction):
             raise StudyError(
@@ -85,3 +95,9 @@ def warm_start_records(sources, objective, direction, fixed):
 
 
 _MISSING = object()
+
+
+def _digest(records):
+    """A short fingerprint of `records`, so a resumed study knows they did not change."""
+    text = json.dumps([[r.values, r.status, r.loss] for r in records], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
