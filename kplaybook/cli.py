@@ -52,15 +52,24 @@ def build_parser():
     demo = commands.add_parser(
         "demo",
         parents=[common],
-        help="run a nested depth study on scikit-learn's digits (offline)",
+        help="run a small kp.Playbook on scikit-learn's digits (offline), printing each decision",
         description=(
-            "Scientific: number of hidden layers (1, 2, 3). Nuisance: Adam's "
-            "learning rate and 1-beta_1, quasi-random. Writes DIRECTORY/demo "
-            "(replacing an earlier demo) and prints the best trial per depth."
+            "The playbook's incremental loop on an MLP: Adam's learning rate declared two "
+            "decades too low, a depth goal (1, 2, 3 hidden layers), a dropout goal, "
+            "Bayesian exploitation and 5 final seed replicates, within --max-trials "
+            "trainings. Prints each decision as one line, then the final configuration; "
+            "writes DIRECTORY/demo_playbook (replacing an earlier one) with playbook.html. "
+            "With --study: one nested depth study (DIRECTORY/demo) instead."
         ),
     )
-    demo.add_argument("--trials-per-study", type=_positive_int, default=12)
-    demo.add_argument("--epochs", type=_positive_int, default=10)
+    demo.add_argument("--study", action="store_true",
+                      help="run the single nested depth study instead of the playbook")
+    demo.add_argument("--max-trials", type=_positive_int, default=90,
+                      help="the playbook's budget of trainings (default %(default)s)")
+    demo.add_argument("--trials-per-study", type=_positive_int, default=None,
+                      help="trials per scientific value (default 4 per round; 12 with --study)")
+    demo.add_argument("--epochs", type=_positive_int, default=None,
+                      help="epochs per training (default 3 for the playbook; 10 with --study)")
     demo.add_argument("--directory", default="saved_studies")
     demo.add_argument("--seed", type=int, default=0)
     report = commands.add_parser(
@@ -119,19 +128,23 @@ def build_parser():
 
 
 def run_demo(args):
-    """`kplaybook demo`."""
+    """`kplaybook demo` (the playbook) or `kplaybook demo --study` (one study)."""
     from kplaybook import demo
     validation.writable_directory(
         args.directory, "--directory", "a directory to write the study into"
     )
+    if not args.study:
+        return _run_playbook_demo(demo, args)
+    trials_per_study = args.trials_per_study or 12
+    epochs = args.epochs or 10
     print(
-        f"kplaybook demo: depth study on digits, {args.trials_per_study} trials per "
-        f"depth x 3 depths, {args.epochs} epochs each"
+        f"kplaybook demo --study: depth study on digits, {trials_per_study} trials per "
+        f"depth x 3 depths, {epochs} epochs each"
     )
     start = time.perf_counter()
     study = demo.run_depth_study(
-        trials_per_study=args.trials_per_study,
-        epochs=args.epochs,
+        trials_per_study=trials_per_study,
+        epochs=epochs,
         directory=args.directory,
         seed=args.seed,
     )
@@ -149,6 +162,46 @@ def run_demo(args):
     print(format_findings(study.check()))
     print(f"Study written to {os.path.join(args.directory, demo.DEMO_PROJECT)}")
     print(f"Report: {paths['report.html']}")
+    return 0
+
+
+def _run_playbook_demo(demo, args):
+    """`kplaybook demo`: a small playbook that prints each decision as one line."""
+    trials_per_study = args.trials_per_study or 4
+    epochs = args.epochs or 3
+    if trials_per_study < 4:
+        raise ValueError(
+            f"--trials-per-study {trials_per_study} is too few for a playbook round; pass 4 or more."
+        )
+    print(
+        f"kplaybook demo: the playbook's loop on digits within {args.max_trials} trainings "
+        f"({epochs} epochs each to start); Adam's learning rate is declared in [1e-5, 1e-3], "
+        "two decades too low; goals: depth (1, 2, 3 hidden layers), then dropout."
+    )
+    start = time.perf_counter()
+    playbook = demo.run_playbook_demo(
+        max_trials=args.max_trials,
+        trials_per_study=trials_per_study,
+        epochs=epochs,
+        directory=args.directory,
+        seed=args.seed,
+    )
+    result = playbook.result
+    print(f"{result.trials_used} trainings in {time.perf_counter() - start:.0f} s")
+    print(
+        "Final configuration: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in result.best_hyperparameters.items()
+        )
+    )
+    print(
+        f"Final {result.objective}: {result.best_value:.4g} ± {result.best_std:.2g} "
+        f"(mean ± std over {len(result.replicates)} seeds), trained {result.settings['epochs']} "
+        f"epochs at batch size {result.settings['batch_size']}"
+    )
+    for caveat in result.caveats:
+        print(f"Caveat: {caveat}")
+    print(f"Report: {os.path.join(playbook.directory, 'playbook.html')}")
     return 0
 
 

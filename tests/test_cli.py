@@ -16,8 +16,40 @@ from kplaybook.native_logs import NativeLogFilter
 
 
 @pytest.mark.slow
-def test_demo_runs_offline_and_prints_the_best_trial_per_depth(tmp_path):
-    result = run("-m", "kplaybook", "demo", "--trials-per-study", "2", "--epochs", "2",
+def test_demo_runs_a_playbook_offline_and_prints_each_decision(tmp_path):
+    result = run("-m", "kplaybook", "demo", "--max-trials", "45", "--epochs", "1",
+                 "--directory", str(tmp_path), timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout.splitlines()
+    playbook = kp.Playbook.load(tmp_path / "demo_playbook")
+    decisions = playbook.decisions
+    # One line per decision, as it is taken, then the final configuration.
+    lines = [line for line in out if line.startswith("[")]
+    assert lines == [d.line() for d in decisions]
+    assert decisions[-1].stage == "final"
+    assert {d.stage for d in decisions} >= {"goal:depth", "goal:dropout", "final"}
+    final = next(line for line in out if line.startswith("Final configuration: "))
+    assert "num_hidden_layers=" in final and "use_dropout=" in final and "learning_rate=" in final
+    assert any(line.startswith("Final val_loss: ") and "±" in line for line in out)
+    assert f"{playbook.result.trials_used} trainings in " in result.stdout
+    assert playbook.result.trials_used <= 45
+    report = next(line for line in out if line.startswith("Report: ")).split(": ", 1)[1]
+    assert Path(report) == tmp_path / "demo_playbook" / "playbook.html" and Path(report).exists()
+    assert result.stderr == "", result.stderr
+
+
+def test_the_playbook_demo_refuses_rounds_too_small(tmp_path):
+    result = run("-m", "kplaybook", "demo", "--trials-per-study", "2", "--directory", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("is too few for a playbook round; pass 4 or more.")
+    result = run("-m", "kplaybook", "demo", "--max-trials", "20", "--directory", str(tmp_path))
+    assert result.returncode == 2 and "max_trials=20 cannot pay" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_demo_study_runs_offline_and_prints_the_best_trial_per_depth(tmp_path):
+    result = run("-m", "kplaybook", "demo", "--study", "--trials-per-study", "2", "--epochs", "2",
                  "--directory", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout

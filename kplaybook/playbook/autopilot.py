@@ -340,6 +340,11 @@ class Playbook:
                 (before any training), or an instability remedy needs the
                 learning rate and none can be found.
         """
+        if self.hypermodel is None:
+            raise ValueError(
+                "This playbook was read back with kp.Playbook.load, without its model; construct "
+                "kp.Playbook(hypermodel, ...) with the same arguments to resume or rerun it."
+            )
         epochs = validation.positive_int(epochs, "epochs")
         max_epochs = validation.positive_int(
             max_epochs if max_epochs is not None else 4 * epochs, "max_epochs"
@@ -569,7 +574,7 @@ class Playbook:
         instability = decide.instability_edge(findings)
         if instability is not None:
             decisions.extend(self._remedy(stage, key, study, instability, run, counts))
-        for hp, edge, evidence in decide.boundary_edges(findings, study.hyperparameters):
+        for hp, edge, evidence in decide.boundary_edges(findings, study.hyperparameters, best):
             if hp.name in goal.scientific or (edge == "high" and hp.name in run.capped):
                 continue
             if counts.get(("widen", hp.name), 0) >= MAX_REPEATS["widen"]:
@@ -765,7 +770,9 @@ class Playbook:
                 ranked = study.ranked(i)
                 rows = runs[(runs["cell"] == i) & (runs["trial_id"] == ranked[0])] if ranked else runs[:0]
                 replicates[i] = [v if math.isfinite(v) else None for v in rows["objective"]]
-            chosen, evidence = decide.adoption(cells, replicates, baseline, study.direction)
+            base = cells.index(baseline)
+            pairs = {i: decide.paired_objectives(study, base, i) for i in range(len(cells)) if i != base}
+            chosen, evidence = decide.adoption(cells, replicates, baseline, study.direction, pairs)
             if not affordable:
                 evidence["why"] = "the budget could not pay for the replicates that measure the seed noise"
             best = study.best_trial_id()
@@ -776,15 +783,19 @@ class Playbook:
             label, base_label = _label(value), _label(baseline)
             if value != baseline:
                 gap = evidence["gaps"][str(chosen)]
+                paired = (f", and it did better on {gap['paired']['pairs']} paired nuisance points "
+                          f"by {gap['paired']['mean_gain']:.3g} on average" if "paired" in gap else "")
                 decision = Decision(
                     stage, "adopt",
                     f"Adopt {label}: its {self.replicate_seeds} replicates beat the baseline "
                     f"{base_label} by {gap['gain']:.4g} {self.objective}, more than "
-                    f"{decide.NOISE_SIGMAS:g}x the seed noise ({gap['noise']:.3g}).",
+                    f"{decide.NOISE_SIGMAS:g}x the seed noise ({gap['noise']:.3g}){paired}.",
                     evidence, study.directory, key, {"adopted": value},
                 )
             else:
-                why = evidence.get("why") or "no value beats it by more than the seed noise"
+                why = evidence.get("why") or (
+                    "no value beats it by more than the noise (the seed noise of the replicates "
+                    "and, across paired nuisance points, the noise of the search)")
                 decision = Decision(
                     stage, "keep_baseline", f"Keep the baseline {base_label}: {why}.",
                     evidence, study.directory, key, {"adopted": value},

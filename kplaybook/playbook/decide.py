@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from kplaybook.analysis.checks import BOUNDARY_FRACTION
+from kplaybook.analysis.checks import EDGE_NEIGHBOURS_FRACTION
 from kplaybook.analysis.checks import INSENSITIVE_SHARE
 from kplaybook.analysis.compare import NOISE_SIGMAS
 from kplaybook.records import sign
@@ -95,16 +95,25 @@ def instability_edge(findings):
     return None
 
 
-def boundary_edges(findings, hyperparameters):
+def boundary_edges(findings, hyperparameters, best_trial=None):
     """[(hp, edge, evidence)] of the numeric ranges whose best trials sit at a declared edge.
 
     The ``boundary`` finding also fires when a best trial is the most extreme
-    value sampled, well inside the declared range, with the objective
-    improving towards it; widening the declared range cannot help there
-    (the sampling is too thin, which ``sampling_density`` acts on), so only
-    a best trial within `BOUNDARY_FRACTION` of the declared edge counts.
+    value sampled with the objective improving towards it, which in a small
+    round can be well inside the declared range; widening the declared range
+    cannot help there (the sampling is too thin, which ``sampling_density``
+    acts on), so only a best trial in the outer `EDGE_NEIGHBOURS_FRACTION`
+    (a third) of the range, on the edge's side, counts. With `best_trial`
+    (the study's best trial id), only an edge that trial sits at counts:
+    where a poor scientific value's best lands says little. A hyperparameter
+    the ``insensitive`` finding names is never widened: where its best trial
+    lands is noise.
     """
     by_name = {hp.name: hp for hp in hyperparameters}
+    insensitive = set()
+    for finding in findings:
+        if finding.code == "insensitive":
+            insensitive.update(finding.evidence.get("hyperparameters", []))
     edges = []
     for finding in findings:
         if finding.code != "boundary":
@@ -113,10 +122,12 @@ def boundary_edges(findings, hyperparameters):
         edge = finding.evidence["edge"]
         coordinates = finding.evidence.get("coordinates", [])
         at_edge = any(
-            (u <= BOUNDARY_FRACTION) if edge == "low" else (u >= 1 - BOUNDARY_FRACTION)
+            (u <= EDGE_NEIGHBOURS_FRACTION) if edge == "low" else (u >= 1 - EDGE_NEIGHBOURS_FRACTION)
             for u in coordinates
         )
-        if hp is not None and hp.numeric and at_edge:
+        if best_trial is not None and best_trial not in finding.evidence.get("trials", []):
+            continue
+        if hp is not None and hp.numeric and at_edge and hp.name not in insensitive:
             edges.append((hp, edge, finding.evidence))
     return edges
 
@@ -164,19 +175,59 @@ def caveats(findings, all_codes=False):
     ]
 
 
-def adoption(cells, replicates, baseline, direction):
-    """Which value to keep: the best that beats the baseline by more than the seed noise.
+#: The paired comparison needs at least this many nuisance points run with both values.
+MIN_PAIRS = 3
+
+
+def paired_objectives(study, base, index):
+    """[(baseline objective, value objective)] of the nuisance points run with both values.
+
+    A paired nested study (`kp.PlaybookTuner`'s default) gives every
+    scientific value the same nuisance points; two trials are a pair when
+    all their nuisance values agree. Infeasible trials and trials without a
+    finite objective are left out.
+    """
+    nuisance = study.nuisance
+
+    def by_point(cell):
+        points = {}
+        for trial_id in study.trial_ids:
+            record = study.trial(trial_id)
+            if study.cell_of(trial_id) != cell or record.status != "completed":
+                continue
+            if not math.isfinite(record.objective):
+                continue
+            key = repr(sorted((n, record.values.get(n)) for n in nuisance))
+            points.setdefault(key, record.objective)
+        return points
+
+    a, b = by_point(base), by_point(index)
+    return [(a[k], b[k]) for k in sorted(a) if k in b]
+
+
+def adoption(cells, replicates, baseline, direction, pairs=None):
+    """Which value to keep: the best that beats the baseline by more than the noise.
+
+    The seed noise is what the replicates of each value's best trial
+    measure (the rule of `kp.compare`). A best trial is also the luckiest
+    of its value's nuisance points, which the replicates do not measure:
+    a value that changes nothing can still have the better best trial. So
+    when the study paired its values' nuisance points (`pairs`), the value
+    must also improve on the baseline across those pairs by more than
+    `NOISE_SIGMAS` standard errors of the paired differences.
 
     Args:
         cells: the study's cells (list of dicts).
         replicates: {cell index: [objective or None per seed]}.
         baseline: the baseline cell (dict).
         direction: "min" or "max".
+        pairs: optional {cell index: [(baseline objective, its objective)]},
+            from `paired_objectives`; a value with fewer than `MIN_PAIRS`
+            pairs is judged on its replicates alone.
 
     Returns:
         (cell index to keep, evidence dict). The baseline's index when no
-        value beats it by more than `NOISE_SIGMAS` standard errors of the
-        difference (the rule of `kp.compare`), or when the baseline itself
+        value beats it by more than the noise, or when the baseline itself
         has fewer than 2 feasible replicates (its noise is unknown).
     """
     s = sign(direction)
@@ -203,8 +254,16 @@ def adoption(cells, replicates, baseline, direction):
             continue
         gain = s * (b["mean"] - st["mean"])  # positive: better than the baseline
         noise = math.sqrt(b["std"] ** 2 / b["n"] + st["std"] ** 2 / st["n"])
-        gaps[str(index)] = {"gain": gain, "noise": noise, "beats_noise": gain > NOISE_SIGMAS * noise}
-        if gain > NOISE_SIGMAS * noise and gain > best_gain:
+        gap = {"gain": gain, "noise": noise, "beats_noise": gain > NOISE_SIGMAS * noise}
+        paired = (pairs or {}).get(index, [])
+        if len(paired) >= MIN_PAIRS:
+            d = np.array([s * (x - y) for x, y in paired])  # positive: the value did better
+            se = float(d.std(ddof=1) / math.sqrt(len(d)))
+            gap["paired"] = {"pairs": len(d), "mean_gain": float(d.mean()), "se": se,
+                             "beats_noise": bool(d.mean() > NOISE_SIGMAS * se)}
+            gap["beats_noise"] = gap["beats_noise"] and gap["paired"]["beats_noise"]
+        gaps[str(index)] = gap
+        if gap["beats_noise"] and gain > best_gain:
             best, best_gain = index, gain
     evidence["gaps"] = gaps
     return best, evidence
