@@ -6,6 +6,8 @@
 - `run_depth_study` (``kplaybook demo --study``): one nested depth study.
 """
 
+import time
+
 import keras
 import keras_tuner as kt
 
@@ -76,6 +78,9 @@ def run_playbook_demo(
 ):
     """Run the playbook demo; returns the `kp.Playbook` (its `result` is filled).
 
+    Training may grow to twice `epochs` (`max_epochs`). The time spent inside
+    `model.fit` is added up in `TrainingClock.seconds`.
+
     Example:
         >>> playbook = run_playbook_demo(max_trials=45, epochs=1, directory="/tmp/p")
         >>> print(playbook.result.summary())
@@ -98,10 +103,28 @@ def run_playbook_demo(
         final_seeds=5,
     )
     playbook.run(
-        x, y, validation_data=(x_val, y_val), epochs=epochs, max_epochs=4 * epochs,
-        batch_size=batch_size, verbose=verbose,
+        x, y, validation_data=(x_val, y_val), epochs=epochs, max_epochs=2 * epochs,
+        batch_size=batch_size, verbose=verbose, callbacks=[TrainingClock()],
     )
     return playbook
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Adds up the wall time spent inside `model.fit` (KerasTuner copies callbacks: the sum is the class's).
+
+    Example:
+        >>> TrainingClock.seconds = 0.0
+        >>> model.fit(x, y, callbacks=[TrainingClock()])
+        >>> print(TrainingClock.seconds)
+    """
+
+    seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        TrainingClock.seconds += time.perf_counter() - self._start
 
 
 class DepthHyperModel(kt.HyperModel):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -215,23 +216,25 @@ class PlaybookResult(Result):
         return "\n".join(lines)
 
     def plot(self):
-        """The best objective each stage's study reached, in order; a matplotlib Figure."""
-        points = [
-            (d.stage, d.evidence.get("best_objective"))
-            for d in self.decisions
-            if d.evidence.get("best_objective") is not None
-        ]
+        """The best objective each study of the run reached, in order; a matplotlib Figure."""
+        points, seen = [], set()
+        for d in self.decisions:
+            value = d.evidence.get("best_objective")
+            if d.study is None or value is None or d.stage == "final" or d.study in seen:
+                continue
+            seen.add(d.study)
+            points.append((f"{d.stage}\n{os.path.basename(os.path.normpath(d.study))}", value))
         fig = Figure(figsize=(max(5, 0.9 * len(points) + 2), 3.6), layout="constrained")
         ax = fig.add_subplot()
         if points:
             ax.plot(range(len(points)), [v for _, v in points], "o-")
-            ax.set_xticks(range(len(points)), [s for s, _ in points], rotation=30, ha="right")
+            ax.set_xticks(range(len(points)), [s for s, _ in points], fontsize=8)
         if self.best_value is not None and math.isfinite(self.best_value):
             ax.axhline(self.best_value, color="C2", ls="--", label="final (replicate mean)")
             ax.legend(fontsize=8)
         ax.set_ylabel(f"best {self.objective}")
         ax.grid(alpha=0.3)
-        fig.suptitle("The playbook's stages")
+        fig.suptitle("Best trial of each study, and the final configuration's replicate mean")
         return fig
 
     def to_json(self):
