@@ -191,7 +191,10 @@ class NeverTrains(keras_tuner.HyperModel):
     """A model that builds, but whose training always raises (a bug in every trial)."""
 
     def build(self, hp):
-        return Builder(ValueError)(hp)
+        units = hp.Int("units", 1, 4)
+        model = keras.Sequential([keras.Input((20,)), layers.Dense(units), layers.Dense(1)])
+        model.compile(loss="mse")
+        return model
 
     def fit(self, hp, model, *args, **kwargs):
         raise ValueError("this model never trains")
