@@ -134,7 +134,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
     lr = 0.01
     model.compile(keras.optimizers.SGD(lr), "mse")
-    clip = GradientClipping(percentile=percentile, history=8, min_history=5)
+    clip = GradientClipping(percentile=percentile, history=8, min_history=5, update_every=1)
     rows = []
     logged = []  # the per-step clip_threshold log (inf while collecting norms)
 
@@ -162,7 +162,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
             assert moved == pytest.approx(lr * norm, rel=1e-4)
             clipped.append(False)
         else:
-            window = norms[max(0, k + 1 - 8) : k + 1]  # the last `history` norms, this one included
+            window = norms[max(0, k - 8) : k]  # the norms of the `history` steps before this one
             expected = float(np.percentile(window, percentile))
             assert threshold == pytest.approx(expected, rel=1e-5)
             assert logged[k] == pytest.approx(expected, rel=1e-5)

@@ -1,8 +1,8 @@
 """The hooks that let plain Keras callbacks see and change every step's gradient.
 
 A Keras callback never sees gradients. kplaybook's gradient callbacks
-therefore attach, for the duration of one `fit`, two instance-level hooks to
-the model they are given, and remove them in `on_train_end`:
+therefore attach, for the duration of one `fit`, instance-level hooks to the
+model they are given, and remove them in `on_train_end`:
 
 - the optimizer's `apply` (the one method every Keras `train_step` reaches,
   through `apply_gradients` or directly): in the replica context, before
@@ -12,18 +12,29 @@ the model they are given, and remove them in `on_train_end`:
   the same factor ``min(1, threshold / norm)`` so the summed update is
   exactly the clipped global gradient;
 - the model's `train_step`: the step's learning rate (read before the
-  update), the gradient norm and the clip fraction are added to the logs the
-  step returns. They then travel with Keras's own logs: to every callback's
-  `on_train_batch_end`, to History (epoch logs) and to TensorBoard, at the
-  same steps as the loss, and without a host synchronisation of their own.
+  update), the gradient norm, the clipping threshold and the epoch's running
+  counts are returned with the step's logs as one float32 vector;
+- the model's train function: the vector is unpacked into ``lr``,
+  ``grad_norm``, ``clip_fraction``, ``clip_threshold`` (and ``step_loss``)
+  log entries that Keras turns into floats (``pythonify_logs``) before any
+  callback sees them. The values then travel with Keras's own logs: to every
+  callback's `on_train_batch_end`, to History (epoch logs) and to
+  TensorBoard, at the same steps as the loss, and without a host
+  synchronisation of their own.
 
-Only class attributes are touched on the model and optimizer: nothing is
-saved with them, and `model.save()` during training is unaffected. The train
-function is rebuilt when the hooks are attached and again when they are
-removed, so a later `fit` without these callbacks runs plain Keras.
+One vector rather than one scalar per key because each output of the train
+function costs tens of microseconds per step on the host (Keras rebuilds the
+output structure and converts every entry), more than the arithmetic itself.
+
+Only instance attributes shadowing class methods are set on the model and
+optimizer: nothing is saved with them, and `model.save()` during training is
+unaffected. The train function is rebuilt when the hooks are attached and
+again when they are removed, so a later `fit` without these callbacks runs
+plain Keras.
 """
 
 import threading
+import typing
 import weakref
 
 import keras
@@ -34,6 +45,12 @@ CLIP_FRACTION = "clip_fraction"
 CLIP_THRESHOLD = "clip_threshold"
 LR = "lr"
 STEP_LOSS = "step_loss"
+
+# The attributes by which a callback tells the hooks what the step must
+# compute (`StepHookCallback` declares them).
+_NEEDS_GRADIENT_NORM = "_needs_gradient_norm"
+_NEEDS_STEP_LOSS = "_needs_step_loss"
+_CLIPS_GRADIENTS = "_clips_gradients"
 
 _ONLY_FIRST = dict(
     trainable=False,
@@ -73,7 +90,22 @@ def _scaled(gradient, factor):
 
 _ZERO = 0.0
 _ONE = 1.0
-_MAX_SLOT = (False, False, False, False, True)
+
+
+class EpochCounts(typing.NamedTuple):
+    """The epoch accumulators: steps, clipped steps, steps with a finite norm, sum and max of those norms."""
+
+    steps: float
+    clipped: float
+    finite: float
+    norm_sum: float
+    norm_max: float
+
+
+# One float32[5] variable in `EpochCounts` order, read and written once a step.
+_EPOCH_SLOTS = len(EpochCounts._fields)
+_STEPS, _CLIPPED = EpochCounts._fields.index("steps"), EpochCounts._fields.index("clipped")
+_MAX_SLOT = tuple(name == "norm_max" for name in EpochCounts._fields)
 
 
 def float_learning_rate(optimizer):
@@ -84,8 +116,12 @@ def float_learning_rate(optimizer):
 
 
 def _read(variable):
-    """The value of a (Keras or TF) variable at this point of the traced step."""
-    return tf.identity(tf.cast(tf.convert_to_tensor(variable), tf.float32))
+    """The value of a (Keras or TF) variable at this point of the traced step, as float32.
+
+    Automatic control dependencies order the read before any later write of
+    the same variable in the step.
+    """
+    return tf.cast(tf.convert_to_tensor(variable), tf.float32)
 
 
 def _row_sums(slices):
@@ -115,7 +151,8 @@ class Instrumentation:
     Callbacks call `Instrumentation.attach(model, callback)` in
     `on_train_begin` and `detach` in `on_train_end`; the hooks stay while at
     least one is attached. What the traced step computes is decided by the
-    attached callbacks when the train function is traced (its first call,
+    attached callbacks' ``_needs_gradient_norm``, ``_needs_step_loss`` and
+    ``_clips_gradients`` when the train function is traced (its first call,
     after every `on_train_begin`).
 
     A fit that raises never calls `on_train_end`. So the hooks also replace
@@ -137,6 +174,7 @@ class Instrumentation:
         self._strategy = None
         self._epoch_vars = None
         self._epoch_begun = None
+        self._final_counts = None  # (epoch, EpochCounts) read at its end
 
     # ----------------------------------------------------------- life cycle
 
@@ -201,8 +239,8 @@ class Instrumentation:
             if inst is None:
                 return original_train_step(data)
             inst._local.values = {}
-            lr = tf.identity(tf.cast(optimizer.learning_rate, tf.float32))
-            tracked = loss_tracker is not None and inst._wants_step_loss()
+            lr = _read(optimizer.learning_rate)
+            tracked = loss_tracker is not None and inst._wants(_NEEDS_STEP_LOSS)
             if tracked:
                 total, count = _read(loss_tracker.total), _read(loss_tracker.count)
             logs = original_train_step(data)
@@ -232,6 +270,7 @@ class Instrumentation:
         object.__setattr__(model, "train_step", train_step)
         object.__setattr__(model, "make_train_function", make_train_function)
         self._epoch_begun = None
+        self._final_counts = None
         self.epoch_variables()  # created eagerly: never inside the traced step
         plain_make_train_function(model, force=True)
 
@@ -253,29 +292,19 @@ class Instrumentation:
 
     # ------------------------------------------------------------- features
 
-    def _clipping(self):
-        from kplaybook.callbacks.gradient_clipping import GradientClipping
+    def _wants(self, need):
+        return any(getattr(c, need, False) for c in self.callbacks)
 
-        found = [c for c in self.callbacks if isinstance(c, GradientClipping)]
+    def _clipping(self):
+        found = [c for c in self.callbacks if getattr(c, _CLIPS_GRADIENTS, False)]
         if len(found) > 1:
             raise ValueError("Two GradientClipping callbacks were passed to one fit(); pass one.")
         return found[0] if found else None
 
-    def _wants_gradients(self):
-        from kplaybook.callbacks.gradient_clipping import GradientClipping
-        from kplaybook.callbacks.gradient_norm_logger import GradientNormLogger
-
-        return any(isinstance(c, (GradientClipping, GradientNormLogger)) for c in self.callbacks)
-
-    def _wants_step_loss(self):
-        from kplaybook.callbacks.divergence_monitor import DivergenceMonitor
-
-        return any(isinstance(c, DivergenceMonitor) for c in self.callbacks)
-
     def epoch_variables(self):
         """One float32[5] variable of the epoch: steps, clipped steps, finite steps, sum and max of finite norms."""
         if self._epoch_vars is None:
-            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([5]))
+            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([_EPOCH_SLOTS]))
         return self._epoch_vars
 
     def begin_epoch(self, epoch):
@@ -283,28 +312,35 @@ class Instrumentation:
         if self._epoch_begun == epoch:
             return
         self._epoch_begun = epoch
-        self.epoch_variables().assign(tf.zeros([5]))
+        self.epoch_variables().assign(tf.zeros([_EPOCH_SLOTS]))
+
+    def epoch_counts(self, final=True):
+        """The epoch's `EpochCounts` so far (one read of the accumulators).
+
+        With `final`, the read is kept for the rest of the epoch, so every
+        callback ending it sees the same counts for one read.
+        """
+        if final and self._final_counts is not None and self._final_counts[0] == self._epoch_begun:
+            return self._final_counts[1]
+        counts = EpochCounts(*(float(v) for v in self.epoch_variables().numpy()))
+        if final:
+            self._final_counts = (self._epoch_begun, counts)
+        return counts
 
     def end_epoch(self, logs):
-        """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`."""
-        if logs is not None and self._wants_gradients():
-            logs.update(self.epoch_summary())
-
-    def epoch_summary(self):
-        """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far.
+        """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`.
 
         The norm's mean and max are over the steps whose norm was finite (a
         loss-scaled step that overflowed is skipped by its optimizer).
         """
-        steps, clipped, finite, norm_sum, norm_max = (
-            float(v) for v in self.epoch_variables().numpy()
-        )
-        summary = {}
-        if finite:
-            summary.update({GRAD_NORM: norm_sum / finite, GRAD_NORM + "_max": norm_max})
-        if steps and self._clipping() is not None:
-            summary[CLIP_FRACTION] = clipped / steps
-        return summary
+        if logs is None or not self._wants(_NEEDS_GRADIENT_NORM):
+            return
+        counts = self.epoch_counts()
+        if counts.finite:
+            logs[GRAD_NORM] = counts.norm_sum / counts.finite
+            logs[GRAD_NORM + "_max"] = counts.norm_max
+        if counts.steps and self._clipping() is not None:
+            logs[CLIP_FRACTION] = counts.clipped / counts.steps
 
     def _loss_scale(self):
         optimizer = self.optimizer
@@ -319,8 +355,8 @@ class Instrumentation:
         return None if factor is None else tf.constant(float(factor), tf.float32)
 
     def _process(self, grads):
-        """Runs in the replica context inside the traced step: norm, clipping, logs."""
-        if not self._wants_gradients() or not any(g is not None for g in grads):
+        """Runs in the replica context inside the traced step: norm, clipping, epoch counts."""
+        if not self._wants(_NEEDS_GRADIENT_NORM) or not any(g is not None for g in grads):
             return grads
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
@@ -335,7 +371,7 @@ class Instrumentation:
             norm = norm / scale
 
         # Every op here runs at every step, so the count is kept small (each
-        # costs a few microseconds of dispatch on CPU, a kernel launch on GPU).
+        # costs dispatch time on CPU, a kernel launch on GPU).
         values = {GRAD_NORM: norm}
         finite = tf.math.is_finite(norm)
         # A non-finite norm (a loss-scaled step that overflowed and that its
@@ -352,6 +388,9 @@ class Instrumentation:
             factor = tf.where(over, threshold / safe, _ONE)
             grads = [_scaled(g, factor) for g in grads]
             clipped = tf.cast(over, tf.float32)
+            # The plots draw the threshold the norms were clipped at (inf
+            # while a percentile threshold is still collecting norms).
+            values[CLIP_THRESHOLD] = threshold
         stats = self.epoch_variables()
         old = stats.read_value()
         # One read and one write: (steps, clipped, finite steps, sum, max).
@@ -362,9 +401,6 @@ class Instrumentation:
         )
         stats.assign(new)
         if clipping is not None:
-            values[CLIP_FRACTION] = new[1] / new[0]
-            # The plots draw the threshold the norms were clipped at (inf
-            # while a percentile threshold is still collecting norms).
-            values[CLIP_THRESHOLD] = threshold
+            values[CLIP_FRACTION] = new[_CLIPPED] / new[_STEPS]
         self._local.values = values
         return grads
