@@ -60,7 +60,12 @@ _ONLY_FIRST = dict(
 
 
 def replicated_variable(strategy, initial_value, dtype=tf.float32):
-    """A non-trainable variable updated identically by every replica (first replica's write kept)."""
+    """A non-trainable variable with one copy per replica, written by the host to all copies.
+
+    The traced step updates each replica's own copy through its ``handle``
+    (raw ops, no cross-replica call): every replica computes the same values
+    from the all-reduced gradient. The host reads the first replica's copy.
+    """
     with strategy.scope():
         return tf.Variable(initial_value, dtype=dtype, **_ONLY_FIRST)
 
@@ -102,10 +107,11 @@ class EpochCounts(typing.NamedTuple):
     norm_max: float
 
 
-# One float32[5] variable in `EpochCounts` order, read and written once a step.
+# One float32[5] variable in `EpochCounts` order.
 _EPOCH_SLOTS = len(EpochCounts._fields)
-_STEPS, _CLIPPED = EpochCounts._fields.index("steps"), EpochCounts._fields.index("clipped")
-_MAX_SLOT = tuple(name == "norm_max" for name in EpochCounts._fields)
+_STEPS, _CLIPPED, _NORM_MAX = (
+    EpochCounts._fields.index(f) for f in ("steps", "clipped", "norm_max")
+)
 
 
 def float_learning_rate(optimizer):
@@ -391,16 +397,16 @@ class Instrumentation:
             # The plots draw the threshold the norms were clipped at (inf
             # while a percentile threshold is still collecting norms).
             values[CLIP_THRESHOLD] = threshold
-        stats = self.epoch_variables()
-        old = stats.read_value()
-        # One read and one write: (steps, clipped, finite steps, sum, max).
-        new = tf.where(
-            _MAX_SLOT,
-            tf.maximum(old, safe),
-            old + tf.stack([_ONE, clipped, tf.cast(finite, tf.float32), safe, _ZERO]),
+        # Updated in place, through this replica's copy (every replica adds
+        # the same values): one add, one max, no read unless clipping.
+        stats = self.epoch_variables().handle
+        tf.raw_ops.AssignAddVariableOp(
+            resource=stats,
+            value=tf.stack([_ONE, clipped, tf.cast(finite, tf.float32), safe, _ZERO]),
         )
-        stats.assign(new)
+        tf.raw_ops.ResourceScatterMax(resource=stats, indices=_NORM_MAX, updates=safe)
         if clipping is not None:
-            values[CLIP_FRACTION] = new[_CLIPPED] / new[_STEPS]
+            counts = tf.unstack(tf.raw_ops.ReadVariableOp(resource=stats, dtype=tf.float32))
+            values[CLIP_FRACTION] = counts[_CLIPPED] / counts[_STEPS]
         self._local.values = values
         return grads
