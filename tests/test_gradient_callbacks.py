@@ -1,5 +1,6 @@
 """GradientNormLogger and GradientClipping: exact norms and clipping, on 1 and 2 real replicas."""
 
+import copy
 import math
 import warnings
 
@@ -425,3 +426,79 @@ def test_mixed_precision_overflow_steps_are_not_divergence():
     assert not norms.notna().all()  # the first steps overflowed (recorded as missing)...
     assert not monitor.diverged  # ...and that is not divergence
     assert all(np.isfinite(history.history["grad_norm"]))
+
+
+def test_percentile_threshold_is_recomputed_every_update_every_steps():
+    rng = np.random.default_rng(2)
+    n, batch = 24 * 4, 4
+    x = rng.normal(size=(n, 5)).astype("float32") * rng.uniform(0.2, 3.0, size=(n, 1)).astype(
+        "float32"
+    )
+    y = rng.normal(size=(n, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    clip = GradientClipping(percentile=50, history=8, min_history=4, update_every=3)
+    rows = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rows.append((logs["grad_norm"], logs["clip_threshold"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        model.fit(x, y, batch_size=batch, shuffle=False, verbose=0, callbacks=[clip, Probe()])
+    norms = [norm for norm, _ in rows]
+    for k, (_, threshold) in enumerate(rows):
+        if k < 4:
+            assert threshold == math.inf
+            continue
+        # Recomputed before steps 4, 7, 10, ... from the 8 steps before, then held.
+        update = 4 + 3 * ((k - 4) // 3)
+        expected = float(np.percentile(norms[max(0, update - 8) : update], 50))
+        assert threshold == pytest.approx(expected, rel=1e-5), k
+    assert len({t for _, t in rows[4:7]}) == 1
+
+
+def test_threshold_and_percentile_together_are_an_error():
+    with pytest.raises(ValueError, match=r"both threshold=1.0 and percentile=90.*not both"):
+        GradientClipping(threshold=1.0, percentile=90)
+    assert GradientClipping().percentile == 90.0  # the documented default
+    fixed = GradientClipping(threshold=2.0)
+    assert fixed.percentile is None and fixed.threshold == 2.0
+    assert copy.deepcopy(fixed).threshold == 2.0  # a copy does not pass both
+
+
+def test_numpy_numbers_are_numbers_and_bools_are_not():
+    clip = GradientClipping(
+        percentile=np.float64(80),
+        history=np.int64(100),
+        min_history=np.int32(10),
+        update_every=np.int64(5),
+    )
+    assert (clip.percentile, clip.history, clip.min_history, clip.update_every) == (80, 100, 10, 5)
+    assert all(type(v) is int for v in (clip.history, clip.min_history, clip.update_every))
+    assert GradientClipping(threshold=np.float32(1.5)).threshold == 1.5
+    logger = GradientNormLogger(every=np.int64(2), cap=np.int32(100))
+    assert (logger.every, logger.record.cap) == (2, 100)
+    monitor = kp.callbacks.DivergenceMonitor(
+        patience=np.int64(3), factor=np.float32(5), smoothing=np.float64(0.5)
+    )
+    assert (monitor.patience, monitor.factor, monitor.smoothing) == (3, 5.0, 0.5)
+    refused = [
+        (lambda: GradientNormLogger(every=True), "every must be a positive integer, got True"),
+        (lambda: GradientNormLogger(cap=0), "cap must be a positive integer, got 0"),
+        (lambda: GradientClipping(threshold=True), "threshold must be a positive number, got True"),
+        (lambda: GradientClipping(threshold=math.inf), "threshold must be a positive number"),
+        (lambda: GradientClipping(percentile=True), r"percentile must be in \(0, 100\]"),
+        (lambda: GradientClipping(history=True), "history must be a positive integer"),
+        (lambda: GradientClipping(min_history=-1), "min_history must be an integer >= 0"),
+        (lambda: GradientClipping(update_every=0), "update_every must be a positive integer"),
+        (lambda: kp.callbacks.DivergenceMonitor(patience=True), "patience must be a positive"),
+        (lambda: kp.callbacks.DivergenceMonitor(factor=True), "factor must be greater than 1"),
+        (lambda: kp.callbacks.DivergenceMonitor(smoothing=False), r"smoothing must be in \[0, 1\)"),
+        (lambda: kp.callbacks.DivergenceMonitor(monitor=""), "monitor must be the name"),
+    ]
+    for make, match in refused:
+        with pytest.raises(ValueError, match=match):
+            make()

@@ -1,4 +1,4 @@
-"""Checks of the callbacks' numeric constructor arguments, with one-sentence errors.
+"""Checks of numeric constructor arguments (the callbacks', `kp.schedules`'), with one-sentence errors.
 
 Python and numpy numbers are accepted alike (``np.float32(3e-3)``,
 ``np.int64(500)``: what a sweep over a numpy grid passes) and stored as
