@@ -502,3 +502,32 @@ def test_numpy_numbers_are_numbers_and_bools_are_not():
     for make, match in refused:
         with pytest.raises(ValueError, match=match):
             make()
+
+
+def test_percentile_threshold_under_two_replicas_comes_from_the_global_norms(mirrored):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(48, 3)).astype("float32") * rng.uniform(0.2, 3.0, (48, 1)).astype(
+        "float32"
+    )
+    y = rng.normal(size=(48, 1)).astype("float32")
+    with mirrored.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+    clip = GradientClipping(percentile=50, history=6, min_history=3, update_every=1)
+    rows = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rows.append((logs["grad_norm"], logs["clip_threshold"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        for _ in range(2):  # the recorded norms carry over to the second fit
+            model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[clip, Probe()])
+    norms = [norm for norm, _ in rows]
+    assert [t for _, t in rows[:3]] == [math.inf] * 3
+    for k in range(3, len(rows)):
+        expected = float(np.percentile(norms[max(0, k - 6) : k], 50))
+        assert rows[k][1] == pytest.approx(expected, rel=1e-5), k
+    assert clip.norms_seen == len(rows) == 12

@@ -12,19 +12,18 @@ model they are given, and remove them in `on_train_end`:
   the same factor ``min(1, threshold / norm)`` so the summed update is
   exactly the clipped global gradient;
 - the model's `train_step`: the step's learning rate (read before the
-  update), the gradient norm, the clipping threshold and the epoch's running
-  counts are returned with the step's logs as one float32 vector;
-- the model's train function: the vector is unpacked into ``lr``,
-  ``grad_norm``, ``clip_fraction``, ``clip_threshold`` (and ``step_loss``)
-  log entries that Keras turns into floats (``pythonify_logs``) before any
-  callback sees them. The values then travel with Keras's own logs: to every
-  callback's `on_train_batch_end`, to History (epoch logs) and to
-  TensorBoard, at the same steps as the loss, and without a host
-  synchronisation of their own.
+  update), the gradient norm and, when clipping, the threshold and the
+  epoch's clip fraction so far are added to the logs the step returns. They
+  then travel with Keras's own logs: to every callback's
+  `on_train_batch_end`, to History (epoch logs) and to TensorBoard, at the
+  same steps as the loss, and without a host synchronisation of their own.
 
-One vector rather than one scalar per key because each output of the train
-function costs tens of microseconds per step on the host (Keras rebuilds the
-output structure and converts every entry), more than the arithmetic itself.
+Everything traced here runs at every step, and on CPU each op costs its
+dispatch (microseconds) whatever its size: the step computes what the logs
+and the clipping need and no more (2N + 21 ops for N weight tensors with all
+callbacks, of which 2N + 6 are the norm and the scaling any exact clipping
+needs). Epoch means and fractions are divided on the host at epoch end, and
+the percentile threshold is recomputed on the host between steps.
 
 Only instance attributes shadowing class methods are set on the model and
 optimizer: nothing is saved with them, and `model.save()` during training is

@@ -39,12 +39,22 @@ class DivergenceMonitor(StepHookCallback):
     infeasible with reason ``"diverged"`` and the study goes on; in a plain
     ``fit`` training stops and a `PlaybookWarning` is issued.
 
+    A `monitor` that is in no log of the first epoch (for a ``val_`` key: of
+    the first epoch that ran validation, or of the whole fit if none did) can
+    never stop anything: a `PlaybookWarning` then names the keys that were
+    logged. A warning, not an error, as Keras's ``EarlyStopping`` does for a
+    missing key: the training run itself is sound and may be hours in, and
+    in a search an exception would fail the trial (and, repeated, the whole
+    search) over a monitoring typo.
+
     Args:
         patience: consecutive steps above the limit before stopping.
         factor: how many times its running minimum the loss may reach (> 1).
         monitor: the log key to watch. Defaults to ``"loss"``, read from
             ``step_loss`` when the model's train step tracks its loss the
-            Keras way (else the running mean itself).
+            Keras way (else the running mean itself). Any other key is read
+            from the batch logs when they have it and from the epoch logs
+            (NaN/Inf only) otherwise.
         smoothing: the moving average's weight on the past, in [0, 1);
             0 compares raw values. Defaults to 0.9 (about 10 steps).
 

@@ -52,7 +52,9 @@ class GradientClipping(StepHookCallback):
     a sort of the history at every step. Recomputing it on the host between
     steps keeps the traced step down to recording the norm (3 ops) and
     reading ``λ`` (1 op). ``update_every=1`` gives a threshold that follows
-    every step, at the cost of one host round trip per step.
+    every step, at the cost of one host round trip per step. With
+    ``steps_per_execution=n`` the host only sees the start of each execution:
+    ``λ`` is recomputed at the first one on or after each update.
 
     What it adds to the logs: batch logs ``clip_fraction`` (the fraction of
     this epoch's steps clipped so far), ``clip_threshold`` (the ``λ`` the
@@ -238,6 +240,7 @@ class GradientClipping(StepHookCallback):
         norms = norms[np.isfinite(norms)]
         if len(norms) < max(self.min_history, 1):
             return False
-        self._threshold = float(np.percentile(norms, self.percentile))
+        # As the step will see it: the variable is float32.
+        self._threshold = float(np.float32(np.percentile(norms, self.percentile)))
         self._state[1].assign(self._threshold)
         return True

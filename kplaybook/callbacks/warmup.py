@@ -32,8 +32,8 @@ class Warmup(StepHookCallback):
 
     Args:
         warmup_steps: number of steps of the ramp (a positive integer).
-        peak_lr: the rate reached at the end of warmup. Defaults to the
-            learning rate the model was compiled with.
+        peak_lr: the rate reached at the end of warmup (a positive number).
+            Defaults to the learning rate the model was compiled with.
 
     Example:
 
