@@ -531,3 +531,31 @@ def test_percentile_threshold_under_two_replicas_comes_from_the_global_norms(mir
         expected = float(np.percentile(norms[max(0, k - 6) : k], 50))
         assert rows[k][1] == pytest.approx(expected, rel=1e-5), k
     assert clip.norms_seen == len(rows) == 12
+    assert type(clip.norms_seen) is int
+
+
+def test_the_step_hooks_compile_under_xla_and_agree_with_the_plain_graph():
+    x, y, _, _ = _linear_data(n=32)
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.05), "mse", jit_compile=jit_compile)
+        clip = GradientClipping(percentile=50, history=8, min_history=3, update_every=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", kp.PlaybookWarning)
+            history = model.fit(
+                x,
+                y,
+                batch_size=4,
+                epochs=2,
+                shuffle=False,
+                verbose=0,
+                callbacks=[clip, GradientNormLogger(), kp.callbacks.DivergenceMonitor()],
+            )
+        results.append((history.history, model.get_weights()[0]))
+    (plain, plain_weights), (xla, xla_weights) = results
+    assert set(xla) == set(plain) >= {"grad_norm", "clip_fraction", "clip_threshold", "lr"}
+    for key in plain:
+        np.testing.assert_allclose(xla[key], plain[key], rtol=1e-5)
+    np.testing.assert_allclose(xla_weights, plain_weights, rtol=1e-5)

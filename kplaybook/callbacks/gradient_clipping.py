@@ -184,7 +184,7 @@ class GradientClipping(StepHookCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        self._norms_seen += self._inst.epoch_counts().finite
+        self._norms_seen += int(self._inst.epoch_counts().finite)
         self._epoch_counted = True
         threshold = self.threshold
         if logs is not None and threshold is not None:
@@ -218,7 +218,7 @@ class GradientClipping(StepHookCallback):
         """How many finite gradient norms this callback has observed."""
         seen = self._norms_seen
         if self._inst is not None and not self._epoch_counted:
-            seen += self._inst.epoch_counts(final=False).finite
+            seen += int(self._inst.epoch_counts(final=False).finite)
         return seen
 
     def _threshold_for_step(self, norm):
