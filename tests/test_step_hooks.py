@@ -119,3 +119,25 @@ def test_a_validation_key_is_checked_once_validation_has_run():
         _fit(_model(), [DivergenceMonitor(monitor="val_loss")], epochs=2)
     with pytest.warns(kp.PlaybookWarning, match="found no 'val_los'.*'val_loss'"):
         _fit(_model(), [DivergenceMonitor(monitor="val_los")], validation_data=(x, y))
+
+
+def test_every_callback_sees_the_step_values_as_floats_whatever_its_place():
+    seen = []
+
+    class First(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(dict(logs))
+
+    clip = GradientClipping(threshold=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        history = _fit(
+            _model(), [First(), GradientNormLogger(), clip, DivergenceMonitor()], epochs=2
+        )
+    keys = {"loss", "grad_norm", "lr", "clip_fraction", "clip_threshold", "step_loss"}
+    assert len(seen) == 8
+    assert all(set(logs) == keys for logs in seen)
+    assert all(type(v) is float for logs in seen for v in logs.values())
+    # clip_fraction: clipped / steps of the epoch so far, as the epoch logs end it.
+    assert history.history["clip_fraction"] == [seen[3]["clip_fraction"], seen[7]["clip_fraction"]]
+    assert history.history["lr"] == [pytest.approx(0.05)] * 2

@@ -13,17 +13,27 @@ model they are given, and remove them in `on_train_end`:
   exactly the clipped global gradient;
 - the model's `train_step`: the step's learning rate (read before the
   update), the gradient norm and, when clipping, the threshold and the
-  epoch's clip fraction so far are added to the logs the step returns. They
-  then travel with Keras's own logs: to every callback's
-  `on_train_batch_end`, to History (epoch logs) and to TensorBoard, at the
-  same steps as the loss, and without a host synchronisation of their own.
+  epoch's running counts are returned with the step's logs as one float32
+  vector;
+- the model's train function: that vector is replaced by the ``lr``,
+  ``grad_norm``, ``clip_fraction``, ``clip_threshold`` (and ``step_loss``)
+  log entries, read from it when Keras converts the logs to floats
+  (``pythonify_logs``, before any callback sees them). The values then
+  travel with Keras's own logs: to every callback's `on_train_batch_end`,
+  to History (epoch logs) and to TensorBoard, at the same steps as the
+  loss, and without a host synchronisation of their own.
+
+One vector rather than one output per key: every output of the train
+function costs the host work at every step (Keras rebuilds the output
+structure and converts each entry); measured on a small MLP on a 2-core
+CPU, four outputs cost ~20 us a step more than one vector.
 
 Everything traced here runs at every step, and on CPU each op costs its
 dispatch (microseconds) whatever its size: the step computes what the logs
 and the clipping need and no more (2N + 21 ops for N weight tensors with all
 callbacks, of which 2N + 6 are the norm and the scaling any exact clipping
-needs). Epoch means and fractions are divided on the host at epoch end, and
-the percentile threshold is recomputed on the host between steps.
+needs). Fractions and means are divided on the host when they are read,
+and the percentile threshold is recomputed on the host between steps.
 
 Only instance attributes shadowing class methods are set on the model and
 optimizer: nothing is saved with them, and `model.save()` during training is
@@ -37,13 +47,27 @@ import typing
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+try:
+    # TF's marker class of the types `tf.is_tensor` accepts at once. Keras's
+    # `pythonify_logs` calls `tf.is_tensor` on every log value, and for any
+    # other object that falls through to a `typing.Protocol` check costing
+    # ~7 us a value (Python 3.11): more than the output this packing saves.
+    from tensorflow.python.types.internal import NativeObject as _TensorLike
+except ImportError:  # a TF without it: the values stay correct, only slower
+    _TensorLike = object
 
 GRAD_NORM = "grad_norm"
 CLIP_FRACTION = "clip_fraction"
 CLIP_THRESHOLD = "clip_threshold"
 LR = "lr"
 STEP_LOSS = "step_loss"
+
+# The train step's private log entry holding the packed per-step values; the
+# train function replaces it by the public keys above.
+_STEP_VALUES = "_kplaybook_step_values"
 
 # The attributes by which a callback tells the hooks what the step must
 # compute (`StepHookCallback` declares them).
@@ -150,6 +174,52 @@ def global_norm(gradients):
     return tf.sqrt(2.0 * tf.add_n(halves))
 
 
+class _StepValues:
+    """One step's packed values, copied to the host once, when the first of its logs is read."""
+
+    __slots__ = ("_tensor", "_array")
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+        self._array = None
+
+    def array(self):
+        # Two threads may both copy: the same values, so no lock is needed.
+        if self._array is None:
+            self._array = self._tensor.numpy()
+        return self._array
+
+
+class _LoggedValue(_TensorLike):
+    """A log entry read from a step's packed values when Keras converts the logs.
+
+    Keras's callback list turns every log value into a float
+    (``np.array(value)``, then ``float``) before any callback sees it, in
+    the thread that runs the callbacks, so the training loop never waits
+    for the values. Nothing else receives the raw logs of a train step.
+    """
+
+    __slots__ = ("_values", "_index", "_per")
+
+    def __init__(self, values, index, per=None):
+        self._values = values
+        self._index = index
+        self._per = per  # the index of a denominator: clip_fraction is clipped / steps
+
+    def __float__(self):
+        array = self._values.array()
+        value = float(array[self._index])
+        if self._per is not None:
+            value /= float(array[self._per])
+        return value
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(float(self), dtype=dtype)
+
+    def __repr__(self):
+        return repr(float(self))
+
+
 class Instrumentation:
     """The hooks one model carries during one `fit`, shared by all kplaybook callbacks in it.
 
@@ -180,6 +250,9 @@ class Instrumentation:
         self._epoch_vars = None
         self._epoch_begun = None
         self._final_counts = None  # (epoch, EpochCounts) read at its end
+        # {log key: (index, denominator index or None)} into the packed step
+        # values; set when the train step is traced.
+        self._layout = {}
 
     # ----------------------------------------------------------- life cycle
 
@@ -244,6 +317,7 @@ class Instrumentation:
             if inst is None:
                 return original_train_step(data)
             inst._local.values = {}
+            inst._local.counts = None
             lr = _read(optimizer.learning_rate)
             tracked = loss_tracker is not None and inst._wants(_NEEDS_STEP_LOSS)
             if tracked:
@@ -251,14 +325,14 @@ class Instrumentation:
             logs = original_train_step(data)
             if not isinstance(logs, dict):
                 return logs
-            logs = dict(logs)
-            logs.update(inst._local.values)
-            logs[LR] = lr
+            values = {LR: lr, **inst._local.values}
             if tracked:
                 # This step's own mean loss: Keras's "loss" is the epoch's running mean.
-                logs[STEP_LOSS] = (_read(loss_tracker.total) - total) / tf.maximum(
+                values[STEP_LOSS] = (_read(loss_tracker.total) - total) / tf.maximum(
                     _read(loss_tracker.count) - count, 1e-12
                 )
+            logs = dict(logs)
+            logs[_STEP_VALUES] = inst._pack(values, inst._local.counts)
             return logs
 
         def make_train_function(force=False):
@@ -267,7 +341,10 @@ class Instrumentation:
             inst = this()
             if inst is not None and not force:
                 inst._end()
-            return plain_make_train_function(model, force=force)
+            plain_make_train_function(model, force=force)
+            if inst is not None and force:
+                inst._wrap_train_function(model)
+            return model.train_function
 
         # Instance attributes shadow the class methods; set with object's
         # __setattr__ so Keras's attribute tracking stays out of it.
@@ -278,6 +355,23 @@ class Instrumentation:
         self._final_counts = None
         self.epoch_variables()  # created eagerly: never inside the traced step
         plain_make_train_function(model, force=True)
+        self._wrap_train_function(model)
+
+    def _wrap_train_function(self, model):
+        """Makes the train function replace the packed step values by their log entries."""
+        packed_function = model.train_function
+        this = weakref.ref(self)
+
+        def train_function(iterator):
+            logs = packed_function(iterator)
+            inst = this()
+            if inst is not None and isinstance(logs, dict) and _STEP_VALUES in logs:
+                values = _StepValues(logs.pop(_STEP_VALUES))
+                for key, (index, per) in inst._layout.items():
+                    logs[key] = _LoggedValue(values, index, per)
+            return logs
+
+        model.train_function = train_function
 
     def _remove_hooks(self):
         if self.optimizer is None:
@@ -305,6 +399,17 @@ class Instrumentation:
         if len(found) > 1:
             raise ValueError("Two GradientClipping callbacks were passed to one fit(); pass one.")
         return found[0] if found else None
+
+    def _pack(self, values, counts):
+        """One float32 vector: the step's scalar `values`, then the epoch `counts` when clipping."""
+        keys = list(values)
+        self._layout = {key: (i, None) for i, key in enumerate(keys)}
+        packed = tf.stack([values[key] for key in keys])
+        if counts is None:
+            return packed
+        # Divided on the host, when read.
+        self._layout[CLIP_FRACTION] = (len(keys) + _CLIPPED, len(keys) + _STEPS)
+        return tf.concat([packed, counts], 0)
 
     def epoch_variables(self):
         """One float32[5] variable of the epoch: steps, clipped steps, finite steps, sum and max of finite norms."""
@@ -405,7 +510,6 @@ class Instrumentation:
         )
         tf.raw_ops.ResourceScatterMax(resource=stats, indices=_NORM_MAX, updates=safe)
         if clipping is not None:
-            counts = tf.unstack(tf.raw_ops.ReadVariableOp(resource=stats, dtype=tf.float32))
-            values[CLIP_FRACTION] = counts[_CLIPPED] / counts[_STEPS]
+            self._local.counts = tf.raw_ops.ReadVariableOp(resource=stats, dtype=tf.float32)
         self._local.values = values
         return grads
