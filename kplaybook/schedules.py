@@ -1,9 +1,11 @@
-"""Learning-rate schedules that follow the playbook (section J)."""
+"""Learning-rate schedules that follow the playbook's defaults for learning-rate decay."""
 
 import math
 
 import keras
 from keras import ops
+
+from kplaybook.callbacks import _arguments
 
 _DECAYS = ("cosine", "linear", "constant")
 
@@ -13,8 +15,12 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `peak_lr`, then cosine, linear or no decay to `end_lr`.
 
     The playbook starts with a constant learning rate and uses linear or
-    cosine decay by default (PLAYBOOK.md 35), each preceded by a linear
-    warmup when early instability calls for it (rule 31). With ``t`` the
+    cosine decay by default (playbook: "Which learning rate decay should I use
+    as a default?",
+    https://github.com/google-research/tuning_playbook#which-learning-rate-decay-should-i-use-as-a-default),
+    each preceded by a linear warmup when early instability calls for it
+    ("How to apply learning rate warmup",
+    https://github.com/google-research/tuning_playbook#how-to-apply-learning-rate-warmup). With ``t`` the
     step (``optimizer.iterations``, from 0), ``W = warmup_steps`` and
     ``T = total_steps``:
 
@@ -28,6 +34,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     From step ``T`` on the rate stays at ``end_lr`` (``peak_lr`` for
     ``"constant"``). Serialisable: a model compiled with it saves and loads
     in ``.keras`` format.
+
+    Numbers may be Python or numpy numbers (``np.float32(1e-3)``,
+    ``np.int64(500)``); bools are refused.
 
     Args:
         peak_lr: the rate at the end of warmup (> 0).
@@ -47,11 +56,10 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak_lr, warmup_steps, total_steps, decay="cosine", end_lr=0.0):
         super().__init__()
-        if not (isinstance(peak_lr, (int, float)) and math.isfinite(peak_lr) and peak_lr > 0):
-            raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}.")
-        if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
-        if not isinstance(total_steps, int) or isinstance(total_steps, bool):
+        # Stored as Python numbers: the config is saved as JSON with the model.
+        peak_lr = _arguments.positive_number("peak_lr", peak_lr)
+        warmup_steps = _arguments.integer("warmup_steps", warmup_steps, minimum=0)
+        if not _arguments.is_integer(total_steps):
             raise ValueError(f"total_steps must be an integer, got {total_steps!r}.")
         if total_steps <= warmup_steps:
             raise ValueError(
@@ -60,11 +68,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             )
         if decay not in _DECAYS:
             raise ValueError(f"decay must be one of {_DECAYS}, got {decay!r}.")
-        if not (isinstance(end_lr, (int, float)) and 0 <= end_lr <= peak_lr):
+        if not (_arguments.is_number(end_lr) and 0 <= end_lr <= peak_lr):
             raise ValueError(f"end_lr must be between 0 and peak_lr ({peak_lr}), got {end_lr!r}.")
-        self.peak_lr = float(peak_lr)
+        self.peak_lr = peak_lr
         self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
+        self.total_steps = int(total_steps)
         self.decay = decay
         self.end_lr = float(end_lr)
 

@@ -144,8 +144,11 @@ def a_file(tmp_path):
         # The reports users sent.
         case("max_trials=0", {"max_trials": 0}, "max_trials"),
         case("max_trials=-1", {"max_trials": -1}, "max_trials"),
-        case("max_consecutive_failed_trials=0", {"max_consecutive_failed_trials": 0},
-             "max_consecutive_failed_trials"),
+        case(
+            "max_consecutive_failed_trials=0",
+            {"max_consecutive_failed_trials": 0},
+            "max_consecutive_failed_trials",
+        ),
         case("skip=-1", {"skip": -1}, "skip"),
         # max_trials
         case("max_trials=None", {"max_trials": None}, "max_trials"),
@@ -165,10 +168,16 @@ def a_file(tmp_path):
         case("skip=True", {"skip": True}, "skip"),
         case("skip=None", {"skip": None}, "skip"),
         # failures and retries
-        case("max_consecutive_failed_trials=-1", {"max_consecutive_failed_trials": -1},
-             "max_consecutive_failed_trials"),
-        case("max_consecutive_failed_trials=True", {"max_consecutive_failed_trials": True},
-             "max_consecutive_failed_trials"),
+        case(
+            "max_consecutive_failed_trials=-1",
+            {"max_consecutive_failed_trials": -1},
+            "max_consecutive_failed_trials",
+        ),
+        case(
+            "max_consecutive_failed_trials=True",
+            {"max_consecutive_failed_trials": True},
+            "max_consecutive_failed_trials",
+        ),
         case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial"),
         case("executions_per_trial=0", {"executions_per_trial": 0}, "executions_per_trial"),
         # objective
@@ -187,8 +196,7 @@ def a_file(tmp_path):
 )
 def test_quasi_random_search_rejects(tmp_path, monkeypatch, kwargs, match):
     monkeypatch.chdir(tmp_path)  # directory=3 must not litter the repository
-    kwargs = {"max_trials": 2, "seed": 0, "directory": str(tmp_path), "project_name": "s",
-              **kwargs}
+    kwargs = {"max_trials": 2, "seed": 0, "directory": str(tmp_path), "project_name": "s", **kwargs}
     with pytest.raises(BAD, match=match):
         kp.QuasiRandomSearch(build, **kwargs)
     assert not (tmp_path / "s" / "oracle.json").exists()
@@ -214,7 +222,11 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
     try:
         with pytest.raises(BAD, match="overwrite"):
             kp.QuasiRandomSearch(
-                build, max_trials=2, seed=0, directory=str(tmp_path), project_name="s",
+                build,
+                max_trials=2,
+                seed=0,
+                directory=str(tmp_path),
+                project_name="s",
                 overwrite=overwrite,
             )
     finally:
@@ -234,8 +246,11 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
         case("scientific str", {"scientific": {"units": "816"}}, "scientific"),
         case("scientific duplicate", {"scientific": {"units": [8, 8]}}, "scientific"),
         case("scientific None value", {"scientific": {"units": [8, None]}}, "scientific"),
-        case("scientific outside declaration", {"scientific": {"units": [8, 1000]}},
-             "(?i)scientific value"),
+        case(
+            "scientific outside declaration",
+            {"scientific": {"units": [8, 1000]}},
+            "(?i)scientific value",
+        ),
         case("fixed=list", {"fixed": ["act"]}, "fixed"),
         case("scientific and fixed", {"fixed": {"units": 8}}, "scientific and fixed"),
         # trials_per_study
@@ -255,15 +270,25 @@ def test_a_non_bool_overwrite_is_refused_and_the_study_is_kept(tmp_path, overwri
         case("skip='2'", {"skip": "2"}, "skip"),
         case("paired=None", {"paired": None}, "paired"),
         case("paired='no'", {"paired": "no"}, "paired"),
-        case("num_initial_points=-1", {"search": "bayesian", "num_initial_points": -1},
-             "num_initial_points"),
-        case("num_initial_points='3'", {"search": "bayesian", "num_initial_points": "3"},
-             "num_initial_points"),
-        case("num_initial_points with quasi_random", {"num_initial_points": 5},
-             "num_initial_points"),
+        case(
+            "num_initial_points=-1",
+            {"search": "bayesian", "num_initial_points": -1},
+            "num_initial_points",
+        ),
+        case(
+            "num_initial_points='3'",
+            {"search": "bayesian", "num_initial_points": "3"},
+            "num_initial_points",
+        ),
+        case(
+            "num_initial_points with quasi_random", {"num_initial_points": 5}, "num_initial_points"
+        ),
         # failures
-        case("max_consecutive_failed_trials=0", {"max_consecutive_failed_trials": 0},
-             "max_consecutive_failed_trials"),
+        case(
+            "max_consecutive_failed_trials=0",
+            {"max_consecutive_failed_trials": 0},
+            "max_consecutive_failed_trials",
+        ),
         case("max_retries_per_trial=-1", {"max_retries_per_trial": -1}, "max_retries_per_trial"),
         case("objective=[two]", {"objective": ["val_loss", "loss"]}, "objective"),
         case("goal=3", {"goal": 3}, "goal"),
@@ -283,23 +308,48 @@ def test_playbook_tuner_rejects(tmp_path, kwargs, match):
 @pytest.mark.parametrize(
     "make, match",
     [
-        case("QuasiRandomSearchOracle max_trials=0",
-             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=0), "max_trials"),
-        case("QuasiRandomSearchOracle skip=-1",
-             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", skip=-1), "skip"),
-        case("QuasiRandomSearchOracle seed=-1",
-             lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", seed=-1), "seed"),
-        case("NestedStudyOracle trials_per_study=0",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", scientific={"a": [1]},
-                                                  trials_per_study=0), "trials_per_study"),
-        case("NestedStudyOracle search='grid'",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", search="grid"), "search"),
-        case("NestedStudyOracle skip=-1",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", skip=-1), "skip"),
-        case("NestedStudyOracle skip='3'",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", skip="3"), "skip"),
-        case("NestedStudyOracle paired=None",
-             lambda: kp.oracles.NestedStudyOracle("val_loss", paired=None), "paired"),
+        case(
+            "QuasiRandomSearchOracle max_trials=0",
+            lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=0),
+            "max_trials",
+        ),
+        case(
+            "QuasiRandomSearchOracle skip=-1",
+            lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", skip=-1),
+            "skip",
+        ),
+        case(
+            "QuasiRandomSearchOracle seed=-1",
+            lambda: kp.oracles.QuasiRandomSearchOracle("val_loss", seed=-1),
+            "seed",
+        ),
+        case(
+            "NestedStudyOracle trials_per_study=0",
+            lambda: kp.oracles.NestedStudyOracle(
+                "val_loss", scientific={"a": [1]}, trials_per_study=0
+            ),
+            "trials_per_study",
+        ),
+        case(
+            "NestedStudyOracle search='grid'",
+            lambda: kp.oracles.NestedStudyOracle("val_loss", search="grid"),
+            "search",
+        ),
+        case(
+            "NestedStudyOracle skip=-1",
+            lambda: kp.oracles.NestedStudyOracle("val_loss", skip=-1),
+            "skip",
+        ),
+        case(
+            "NestedStudyOracle skip='3'",
+            lambda: kp.oracles.NestedStudyOracle("val_loss", skip="3"),
+            "skip",
+        ),
+        case(
+            "NestedStudyOracle paired=None",
+            lambda: kp.oracles.NestedStudyOracle("val_loss", paired=None),
+            "paired",
+        ),
     ],
 )
 def test_oracles_reject(make, match):
@@ -339,15 +389,22 @@ def test_search_rejects_before_training(tmp_path, data, fit, match):
 @pytest.mark.parametrize(
     "roles, match",
     [
-        case("scientific undeclared name", {"scientific": {"nope": [1, 2]}}, "scientific names 'nope'"),
+        case(
+            "scientific undeclared name",
+            {"scientific": {"nope": [1, 2]}},
+            "scientific names 'nope'",
+        ),
         case("fixed undeclared name", {"fixed": {"nope": 1}}, "fixed names 'nope'"),
     ],
 )
-def test_playbook_search_rejects_undeclared_role_names_before_training(tmp_path, data, roles, match):
+def test_playbook_search_rejects_undeclared_role_names_before_training(
+    tmp_path, data, roles, match
+):
     # Known only once build(hp) and HyperModel.fit declared theirs: search() raises.
     x, y, xv, yv = data
-    tuner = kp.PlaybookTuner(build, trials_per_study=1, seed=0, directory=str(tmp_path),
-                             project_name="s", **roles)
+    tuner = kp.PlaybookTuner(
+        build, trials_per_study=1, seed=0, directory=str(tmp_path), project_name="s", **roles
+    )
     with pytest.raises(kp.RoleError, match=match):
         tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert not list((tmp_path / "s").glob("trial_*")), "a trial was recorded"
@@ -512,9 +569,11 @@ def test_export_rejects(study, a_file, kwargs, match):
     ],
 )
 def test_compare_rejects(study, tmp_path, a_file, other, match):
-    other = {"FILE": a_file, "MISSING": tmp_path / "missing"}.get(other, other) if isinstance(
-        other, str
-    ) else other
+    other = (
+        {"FILE": a_file, "MISSING": tmp_path / "missing"}.get(other, other)
+        if isinstance(other, str)
+        else other
+    )
     with pytest.raises(BAD, match=match):
         kp.compare(study, other)
 
@@ -556,14 +615,30 @@ def test_spaces_reject(space, kwargs, match):
         case("unknown name", ("no_such_name",), {}, "digits"),
         case("'Digits'", ("Digits",), {}, "'digits'"),
         case("name=None", (None,), {}, "name"),
-        case("validation_fraction=1.5", ("digits",), {"validation_fraction": 1.5},
-             "validation_fraction"),
-        case("validation_fraction=1.0", ("digits",), {"validation_fraction": 1.0},
-             "validation_fraction"),
-        case("validation_fraction=-0.1", ("digits",), {"validation_fraction": -0.1},
-             "validation_fraction"),
-        case("validation_fraction='0.2'", ("digits",), {"validation_fraction": "0.2"},
-             "validation_fraction"),
+        case(
+            "validation_fraction=1.5",
+            ("digits",),
+            {"validation_fraction": 1.5},
+            "validation_fraction",
+        ),
+        case(
+            "validation_fraction=1.0",
+            ("digits",),
+            {"validation_fraction": 1.0},
+            "validation_fraction",
+        ),
+        case(
+            "validation_fraction=-0.1",
+            ("digits",),
+            {"validation_fraction": -0.1},
+            "validation_fraction",
+        ),
+        case(
+            "validation_fraction='0.2'",
+            ("digits",),
+            {"validation_fraction": "0.2"},
+            "validation_fraction",
+        ),
         case("seed=-1", ("digits",), {"seed": -1}, "seed"),
         case("unknown keyword", ("digits",), {"max_example": 10}, "max_example"),
     ],
@@ -612,10 +687,19 @@ def test_datasets_load_rejects(args, kwargs, match):
 def test_lr_sweep_rejects(data, kwargs, match):
     x, y, _, _ = data
     special = {"X": x, "XY50": (x, y[:50]), "MODEL": build_model()}
-    kwargs = {k: special[v] if k in ("train_data", "build_model") and isinstance(v, str) else v
-              for k, v in kwargs.items()}
-    kwargs = {"build_model": build_model, "train_data": (x, y), "learning_rates": [1e-2],
-              "steps": 2, "batch_size": 16, "eval_batches": 1, **kwargs}
+    kwargs = {
+        k: special[v] if k in ("train_data", "build_model") and isinstance(v, str) else v
+        for k, v in kwargs.items()
+    }
+    kwargs = {
+        "build_model": build_model,
+        "train_data": (x, y),
+        "learning_rates": [1e-2],
+        "steps": 2,
+        "batch_size": 16,
+        "eval_batches": 1,
+        **kwargs,
+    }
     with pytest.raises(BAD, match=match):
         kp.lr_sweep(**kwargs)
 
@@ -630,8 +714,9 @@ def test_lr_sweep_rejects(data, kwargs, match):
         case("warmup_steps_list=[1.5]", {"warmup_steps_list": [1.5]}, "warmup length"),
         case("warmup_steps_list duplicate", {"warmup_steps_list": [2, 2]}, "warmup_steps_list"),
         case("max_train_steps=0", {"max_train_steps": 0}, "max_train_steps"),
-        case("warmup longer than 10% of max_train_steps", {"max_train_steps": 10},
-             "max_train_steps"),
+        case(
+            "warmup longer than 10% of max_train_steps", {"max_train_steps": 10}, "max_train_steps"
+        ),
         case("steps shorter than the warmup", {"steps": 2}, "steps"),
         case("base_lr=inf", {"base_lr": math.inf}, "base_lr"),
         case("base_lr='0.1'", {"base_lr": "0.1"}, "base_lr"),
@@ -647,8 +732,16 @@ def test_lr_sweep_rejects(data, kwargs, match):
 )
 def test_warmup_sweep_rejects(data, kwargs, match):
     x, y, _, _ = data
-    kwargs = {"base_lr": 0.1, "warmup_steps_list": [2], "max_train_steps": 100, "steps": 4,
-              "batch_size": 16, "eval_batches": 1, "include_no_warmup": False, **kwargs}
+    kwargs = {
+        "base_lr": 0.1,
+        "warmup_steps_list": [2],
+        "max_train_steps": 100,
+        "steps": 4,
+        "batch_size": 16,
+        "eval_batches": 1,
+        "include_no_warmup": False,
+        **kwargs,
+    }
     with pytest.raises(BAD, match=match):
         kp.warmup_sweep(build_model, (x, y), **kwargs)
 
@@ -685,12 +778,17 @@ def _no_probe(build_model, examples, wrapper, *args, **kwargs):
         case("dataset already batched", {"dataset": "BATCHED"}, "batched"),
         case("uncompiled model", {"build_model": "UNCOMPILED"}, "compile"),
         case("batch_sizes=8", {"batch_sizes": 8}, "batch_sizes"),
-        case("max_batch_size='16'", {"batch_sizes": None, "max_batch_size": "16"},
-             "max_batch_size"),
-        case("max_batch_size=None", {"batch_sizes": None, "max_batch_size": None},
-             "max_batch_size"),
-        case("max_batch_size=nan", {"batch_sizes": None, "max_batch_size": math.nan},
-             "max_batch_size"),
+        case(
+            "max_batch_size='16'", {"batch_sizes": None, "max_batch_size": "16"}, "max_batch_size"
+        ),
+        case(
+            "max_batch_size=None", {"batch_sizes": None, "max_batch_size": None}, "max_batch_size"
+        ),
+        case(
+            "max_batch_size=nan",
+            {"batch_sizes": None, "max_batch_size": math.nan},
+            "max_batch_size",
+        ),
         case("isolate='no'", {"isolate": "no", "dataset": "DATASET"}, "isolate.*'no'"),
         case("cache_dir is a file", {"cache_dir": "FILE"}, "cache_dir"),
         case("cache_dir=3", {"cache_dir": 3}, "cache_dir"),
@@ -712,8 +810,15 @@ def test_probe_batch_sizes_rejects(data, a_file, monkeypatch, kwargs, match):
         "UNCOMPILED": lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)]),
     }
     kwargs = {k: special.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
-    kwargs = {"build_model": build_model, "dataset": (x, y), "batch_sizes": [8], "steps": 1,
-              "warmup_steps": 0, "isolate": False, **kwargs}
+    kwargs = {
+        "build_model": build_model,
+        "dataset": (x, y),
+        "batch_sizes": [8],
+        "steps": 1,
+        "warmup_steps": 0,
+        "isolate": False,
+        **kwargs,
+    }
     with pytest.raises((TypeError, ValueError, OSError), match=match):
         kp.distribute.probe_batch_sizes(**kwargs)
 
@@ -721,22 +826,39 @@ def test_probe_batch_sizes_rejects(data, a_file, monkeypatch, kwargs, match):
 @pytest.mark.parametrize(
     "call, match",
     [
-        case("StrategyWrapper('mirrored')", lambda: kp.distribute.StrategyWrapper("mirrored"),
-             "strategy"),
-        case("global_batch_size(0)",
-             lambda: kp.distribute.StrategyWrapper().global_batch_size(0), "per_replica"),
-        case("global_batch_size('32')",
-             lambda: kp.distribute.StrategyWrapper().global_batch_size("32"), "per_replica"),
-        case("global_batch_size(True)",
-             lambda: kp.distribute.StrategyWrapper().global_batch_size(True), "per_replica"),
-        case("per_replica_batch_size(-1)",
-             lambda: kp.distribute.StrategyWrapper().per_replica_batch_size(-1), "global_batch"),
+        case(
+            "StrategyWrapper('mirrored')",
+            lambda: kp.distribute.StrategyWrapper("mirrored"),
+            "strategy",
+        ),
+        case(
+            "global_batch_size(0)",
+            lambda: kp.distribute.StrategyWrapper().global_batch_size(0),
+            "per_replica",
+        ),
+        case(
+            "global_batch_size('32')",
+            lambda: kp.distribute.StrategyWrapper().global_batch_size("32"),
+            "per_replica",
+        ),
+        case(
+            "global_batch_size(True)",
+            lambda: kp.distribute.StrategyWrapper().global_batch_size(True),
+            "per_replica",
+        ),
+        case(
+            "per_replica_batch_size(-1)",
+            lambda: kp.distribute.StrategyWrapper().per_replica_batch_size(-1),
+            "global_batch",
+        ),
         case("prepare(None)", lambda: kp.distribute.StrategyWrapper().prepare(None), "model"),
-        case("prepare('model')", lambda: kp.distribute.StrategyWrapper().prepare("model"),
-             "model"),
+        case("prepare('model')", lambda: kp.distribute.StrategyWrapper().prepare("model"), "model"),
         case("sync_batch_norm(None)", lambda: kp.distribute.sync_batch_norm(None), "keras.Model"),
-        case("sync_batch_norm(a function)", lambda: kp.distribute.sync_batch_norm(build_model),
-             "keras.Model"),
+        case(
+            "sync_batch_norm(a function)",
+            lambda: kp.distribute.sync_batch_norm(build_model),
+            "keras.Model",
+        ),
     ],
 )
 def test_strategy_wrapper_and_sync_batch_norm_reject(call, match):
@@ -789,8 +911,12 @@ def test_ghost_batch_normalization_rejects(kwargs, match):
         case("end_lr above peak_lr", (1e-3, 10, 100), {"end_lr": 1.0}, "end_lr"),
         case("end_lr=nan", (1e-3, 10, 100), {"end_lr": math.nan}, "end_lr"),
         case("end_lr=True", (1e-3, 10, 100), {"end_lr": True}, "end_lr"),
-        case("peak_lr=True", (True, 10, 100), {}, "peak_lr",
-             reason="accepted (a bool as a number): peak_lr=1.0"),
+        case(
+            "peak_lr=True",
+            (True, 10, 100),
+            {},
+            "peak_lr",
+        ),
     ],
 )
 def test_warmup_decay_rejects(args, kwargs, match):
@@ -803,8 +929,15 @@ def test_warmup_decay_rejects(args, kwargs, match):
 
 def _replicate_numpy(ctx, **kwargs):
     x, y, xv, yv = ctx.data
-    return ctx.study.replicate(hypermodel=build_for_study, x=x, y=y, validation_data=(xv, yv),
-                               epochs=1, verbose=0, **kwargs)
+    return ctx.study.replicate(
+        hypermodel=build_for_study,
+        x=x,
+        y=y,
+        validation_data=(xv, yv),
+        epochs=1,
+        verbose=0,
+        **kwargs,
+    )
 
 
 class Context:
@@ -825,80 +958,180 @@ class Context:
     [
         case("QuasiRandomSearch max_trials", lambda c: c.qr(max_trials=np.int64(2))),
         case("QuasiRandomSearch skip", lambda c: c.qr(skip=np.int64(3))),
-        case("QuasiRandomSearch max_consecutive_failed_trials",
-             lambda c: c.qr(max_consecutive_failed_trials=np.int64(2))),
-        case("QuasiRandomSearch executions_per_trial",
-             lambda c: c.qr(executions_per_trial=np.int64(1))),
+        case(
+            "QuasiRandomSearch max_consecutive_failed_trials",
+            lambda c: c.qr(max_consecutive_failed_trials=np.int64(2)),
+        ),
+        case(
+            "QuasiRandomSearch executions_per_trial",
+            lambda c: c.qr(executions_per_trial=np.int64(1)),
+        ),
         case("QuasiRandomSearch seed", lambda c: c.qr(seed=np.int64(3))),
         case("PlaybookTuner seed", lambda c: c.pt(seed=np.int64(3))),
         case("PlaybookTuner trials_per_study", lambda c: c.pt(trials_per_study=np.int64(3))),
-        case("PlaybookTuner scientific int64 values",
-             lambda c: c.pt(scientific={"units": [np.int64(8), np.int64(16)]})),
-        case("PlaybookTuner scientific np.array", lambda c: c.pt(scientific={"units": np.array([8, 16])})),
-        case("PlaybookTuner scientific float64 values",
-             lambda c: c.pt(scientific={"learning_rate": list(np.array([1e-3, 1e-2]))})),
-        case("PlaybookTuner fixed int64",
-             lambda c: c.pt(fixed={"units": np.int64(8)}, scientific={"act": ["relu", "tanh"]})),
-        case("PlaybookTuner fixed float32",
-             lambda c: c.pt(fixed={"learning_rate": np.float32(0.01)})),
-        case("PlaybookTuner num_initial_points (searched)", lambda c: c.pt(
-            search="bayesian", num_initial_points=np.int64(1), trials_per_study=1,
-            scientific={"units": [8]}).search(*c.data[:2], validation_data=c.data[2:], epochs=1,
-                                              verbose=0)),
-        case("QuasiRandomSearchOracle max_trials",
-             lambda c: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=np.int64(3))),
-        case("NestedStudyOracle trials_per_study",
-             lambda c: kp.oracles.NestedStudyOracle("val_loss", trials_per_study=np.int64(3))),
+        case(
+            "PlaybookTuner scientific int64 values",
+            lambda c: c.pt(scientific={"units": [np.int64(8), np.int64(16)]}),
+        ),
+        case(
+            "PlaybookTuner scientific np.array",
+            lambda c: c.pt(scientific={"units": np.array([8, 16])}),
+        ),
+        case(
+            "PlaybookTuner scientific float64 values",
+            lambda c: c.pt(scientific={"learning_rate": list(np.array([1e-3, 1e-2]))}),
+        ),
+        case(
+            "PlaybookTuner fixed int64",
+            lambda c: c.pt(fixed={"units": np.int64(8)}, scientific={"act": ["relu", "tanh"]}),
+        ),
+        case(
+            "PlaybookTuner fixed float32", lambda c: c.pt(fixed={"learning_rate": np.float32(0.01)})
+        ),
+        case(
+            "PlaybookTuner num_initial_points (searched)",
+            lambda c: c.pt(
+                search="bayesian",
+                num_initial_points=np.int64(1),
+                trials_per_study=1,
+                scientific={"units": [8]},
+            ).search(*c.data[:2], validation_data=c.data[2:], epochs=1, verbose=0),
+        ),
+        case(
+            "QuasiRandomSearchOracle max_trials",
+            lambda c: kp.oracles.QuasiRandomSearchOracle("val_loss", max_trials=np.int64(3)),
+        ),
+        case(
+            "NestedStudyOracle trials_per_study",
+            lambda c: kp.oracles.NestedStudyOracle("val_loss", trials_per_study=np.int64(3)),
+        ),
         case("Study.curves trial id", lambda c: c.study.curves(np.int64(3))),
         case("Study.steps execution", lambda c: c.study.steps("0", np.int64(0))),
         case("Study.plot_grad_norms trial id", lambda c: c.study.plot_grad_norms(np.int64(0))),
         case("Study.replicate top_k", lambda c: _replicate_numpy(c, top_k=np.int64(1), seeds=[1])),
         case("Study.replicate seeds=np.int64", lambda c: _replicate_numpy(c, seeds=np.int64(1))),
-        case("Study.replicate seeds=[np.int64]",
-             lambda c: _replicate_numpy(c, seeds=[np.int64(1)])),
+        case(
+            "Study.replicate seeds=[np.int64]", lambda c: _replicate_numpy(c, seeds=[np.int64(1)])
+        ),
         case("spaces.adam budget", lambda c: kp.spaces.adam(kt.HyperParameters(), np.int64(16))),
-        case("spaces.sgd_momentum budget",
-             lambda c: kp.spaces.sgd_momentum(kt.HyperParameters(), np.int64(16))),
-        case("spaces.adam learning_rate_range",
-             lambda c: kp.spaces.adam(kt.HyperParameters(), 16,
-                                      learning_rate_range=(np.float32(1e-5), np.float32(1e-1)))),
-        case("WarmupDecay peak_lr float64", lambda c: kp.schedules.WarmupDecay(np.float64(1e-3), 10, 100)),
-        case("WarmupDecay peak_lr float32", lambda c: kp.schedules.WarmupDecay(np.float32(1e-3), 10, 100),
-             reason="ValueError 'peak_lr must be a positive number, got np.float32(0.001)'"),
-        case("WarmupDecay steps int64",
-             lambda c: kp.schedules.WarmupDecay(1e-3, np.int64(10), np.int64(100)),
-             reason="ValueError 'warmup_steps must be an integer >= 0, got np.int64(10)'"),
-        case("WarmupDecay end_lr float32",
-             lambda c: kp.schedules.WarmupDecay(1e-3, 10, 100, end_lr=np.float32(0.0)),
-             reason="ValueError 'end_lr must be between 0 and peak_lr (0.001), got "
-                    "np.float32(0.0)'"),
-        case("GhostBatchNormalization", lambda c: kp.layers.GhostBatchNormalization(
-            virtual_batch_size=np.int64(64), axis=np.int64(-1), momentum=np.float32(0.9),
-            epsilon=np.float32(1e-3))),
-        case("datasets.load", lambda c: kp.datasets.load(
-            "digits", validation_fraction=np.float32(0.2), seed=np.int64(1))),
-        case("StrategyWrapper batch sizes", lambda c: (
-            kp.distribute.StrategyWrapper().global_batch_size(np.int64(32)),
-            kp.distribute.StrategyWrapper().per_replica_batch_size(np.int64(32)))),
-        case("lr_sweep rates, steps, batch_size", lambda c: kp.lr_sweep(
-            build_model, c.data[:2], [np.float32(1e-2), np.float64(1e-3)], np.int64(2),
-            batch_size=np.int64(16), eval_batches=1)),
-        case("lr_sweep eval_batches", lambda c: kp.lr_sweep(
-            build_model, c.data[:2], [1e-2], 2, batch_size=16, eval_batches=np.int64(1))),
-        case("lr_sweep seed", lambda c: kp.lr_sweep(
-            build_model, c.data[:2], [1e-2], 2, batch_size=16, eval_batches=1, seed=np.int64(0))),
-        case("warmup_sweep", lambda c: kp.warmup_sweep(
-            build_model, c.data[:2], np.float32(0.1), np.array([2]), np.int64(100),
-            steps=np.int64(4), batch_size=16, eval_batches=1, include_no_warmup=False)),
-        case("probe_batch_sizes batch sizes", lambda c: kp.distribute.probe_batch_sizes(
-            build_model, c.data[:2], batch_sizes=np.array([8]), steps=1, warmup_steps=0,
-            isolate=False)),
-        case("probe_batch_sizes steps", lambda c: kp.distribute.probe_batch_sizes(
-            build_model, c.data[:2], batch_sizes=[8], steps=np.int64(1), warmup_steps=0,
-            isolate=False)),
-        case("probe_batch_sizes warmup_steps", lambda c: kp.distribute.probe_batch_sizes(
-            build_model, c.data[:2], batch_sizes=[8], steps=1, warmup_steps=np.int64(0),
-            isolate=False)),
+        case(
+            "spaces.sgd_momentum budget",
+            lambda c: kp.spaces.sgd_momentum(kt.HyperParameters(), np.int64(16)),
+        ),
+        case(
+            "spaces.adam learning_rate_range",
+            lambda c: kp.spaces.adam(
+                kt.HyperParameters(), 16, learning_rate_range=(np.float32(1e-5), np.float32(1e-1))
+            ),
+        ),
+        case(
+            "WarmupDecay peak_lr float64",
+            lambda c: kp.schedules.WarmupDecay(np.float64(1e-3), 10, 100),
+        ),
+        case(
+            "WarmupDecay peak_lr float32",
+            lambda c: kp.schedules.WarmupDecay(np.float32(1e-3), 10, 100),
+        ),
+        case(
+            "WarmupDecay steps int64",
+            lambda c: kp.schedules.WarmupDecay(1e-3, np.int64(10), np.int64(100)),
+        ),
+        case(
+            "WarmupDecay end_lr float32",
+            lambda c: kp.schedules.WarmupDecay(1e-3, 10, 100, end_lr=np.float32(0.0)),
+        ),
+        case(
+            "GhostBatchNormalization",
+            lambda c: kp.layers.GhostBatchNormalization(
+                virtual_batch_size=np.int64(64),
+                axis=np.int64(-1),
+                momentum=np.float32(0.9),
+                epsilon=np.float32(1e-3),
+            ),
+        ),
+        case(
+            "datasets.load",
+            lambda c: kp.datasets.load(
+                "digits", validation_fraction=np.float32(0.2), seed=np.int64(1)
+            ),
+        ),
+        case(
+            "StrategyWrapper batch sizes",
+            lambda c: (
+                kp.distribute.StrategyWrapper().global_batch_size(np.int64(32)),
+                kp.distribute.StrategyWrapper().per_replica_batch_size(np.int64(32)),
+            ),
+        ),
+        case(
+            "lr_sweep rates, steps, batch_size",
+            lambda c: kp.lr_sweep(
+                build_model,
+                c.data[:2],
+                [np.float32(1e-2), np.float64(1e-3)],
+                np.int64(2),
+                batch_size=np.int64(16),
+                eval_batches=1,
+            ),
+        ),
+        case(
+            "lr_sweep eval_batches",
+            lambda c: kp.lr_sweep(
+                build_model, c.data[:2], [1e-2], 2, batch_size=16, eval_batches=np.int64(1)
+            ),
+        ),
+        case(
+            "lr_sweep seed",
+            lambda c: kp.lr_sweep(
+                build_model, c.data[:2], [1e-2], 2, batch_size=16, eval_batches=1, seed=np.int64(0)
+            ),
+        ),
+        case(
+            "warmup_sweep",
+            lambda c: kp.warmup_sweep(
+                build_model,
+                c.data[:2],
+                np.float32(0.1),
+                np.array([2]),
+                np.int64(100),
+                steps=np.int64(4),
+                batch_size=16,
+                eval_batches=1,
+                include_no_warmup=False,
+            ),
+        ),
+        case(
+            "probe_batch_sizes batch sizes",
+            lambda c: kp.distribute.probe_batch_sizes(
+                build_model,
+                c.data[:2],
+                batch_sizes=np.array([8]),
+                steps=1,
+                warmup_steps=0,
+                isolate=False,
+            ),
+        ),
+        case(
+            "probe_batch_sizes steps",
+            lambda c: kp.distribute.probe_batch_sizes(
+                build_model,
+                c.data[:2],
+                batch_sizes=[8],
+                steps=np.int64(1),
+                warmup_steps=0,
+                isolate=False,
+            ),
+        ),
+        case(
+            "probe_batch_sizes warmup_steps",
+            lambda c: kp.distribute.probe_batch_sizes(
+                build_model,
+                c.data[:2],
+                batch_sizes=[8],
+                steps=1,
+                warmup_steps=np.int64(0),
+                isolate=False,
+            ),
+        ),
     ],
 )
 def test_numpy_scalars_are_accepted(tmp_path, data, study, call):
@@ -908,11 +1141,16 @@ def test_numpy_scalars_are_accepted(tmp_path, data, study, call):
 def test_a_search_runs_with_numpy_scalar_arguments(tmp_path, data):
     x, y, xv, yv = data
     tuner = kp.QuasiRandomSearch(
-        build, max_trials=np.int64(1), skip=np.int64(3), directory=str(tmp_path),
-        project_name="s", seed=0,
+        build,
+        max_trials=np.int64(1),
+        skip=np.int64(3),
+        directory=str(tmp_path),
+        project_name="s",
+        seed=0,
     )
-    tuner.search(x, y, validation_data=(xv, yv), epochs=np.int64(1), batch_size=np.int64(32),
-                 verbose=0)
+    tuner.search(
+        x, y, validation_data=(xv, yv), epochs=np.int64(1), batch_size=np.int64(32), verbose=0
+    )
     assert tuner.study().status_counts()["completed"] == 1
 
 
@@ -925,8 +1163,16 @@ def _run(capsys, *argv):
     return code, out, err.strip().splitlines()
 
 
-PROBE = ["probe", f"{PROBE_MODELS}:build_digits", "--max-batch-size", "8", "--steps", "1",
-         "--warmup-steps", "0"]
+PROBE = [
+    "probe",
+    f"{PROBE_MODELS}:build_digits",
+    "--max-batch-size",
+    "8",
+    "--steps",
+    "1",
+    "--warmup-steps",
+    "0",
+]
 
 
 @pytest.mark.parametrize(
@@ -943,25 +1189,31 @@ PROBE = ["probe", f"{PROBE_MODELS}:build_digits", "--max-batch-size", "8", "--st
         case("probe --max-batch-size 4", [*PROBE, "--max-batch-size", "4"], "max.batch.size"),
         case("probe --dataset no_such_name", [*PROBE, "--dataset", "no_such_name"], "--dataset"),
         case("probe --dataset Digits", [*PROBE, "--dataset", "Digits"], "--dataset"),
-        case("demo --directory <unwritable>", ["demo", "--directory", "/proc/no_such_dir",
-                                               "--trials-per-study", "1", "--epochs", "1"],
-             "--directory|writable"),
+        case(
+            "demo --directory <unwritable>",
+            [
+                "demo",
+                "--directory",
+                "/proc/no_such_dir",
+                "--trials-per-study",
+                "1",
+                "--epochs",
+                "1",
+            ],
+            "--directory|writable",
+        ),
         case("probe --save <a directory>", [*PROBE, "--save", "DIR"], "--save"),
-        case("probe --plot <unwritable>", [*PROBE, "--plot", "/proc/no_such_dir/p.png"],
-             "--plot"),
+        case("probe --plot <unwritable>", [*PROBE, "--plot", "/proc/no_such_dir/p.png"], "--plot"),
         case("probe --cache-dir <a file>", [*PROBE, "--cache-dir", "FILE"], "--cache-dir"),
-        case("probe --max-examples with digits", [*PROBE, "--max-examples", "5"],
-             "--max-examples"),
+        case("probe --max-examples with digits", [*PROBE, "--max-examples", "5"], "--max-examples"),
     ],
 )
 def test_the_command_line_rejects(capsys, monkeypatch, tmp_path, a_file, argv, match):
     monkeypatch.setattr("kplaybook.distribute.probe._probe_one", _no_probe)
     argv = [
-        {"FILE": a_file, "MISSING": tmp_path / "missing", "DIR": tmp_path}.get(a, a)
-        for a in argv
+        {"FILE": a_file, "MISSING": tmp_path / "missing", "DIR": tmp_path}.get(a, a) for a in argv
     ]
-    argv = [str(tmp_path / "missing.py") + ":build" if a == "MISSING.py:build" else a
-            for a in argv]
+    argv = [str(tmp_path / "missing.py") + ":build" if a == "MISSING.py:build" else a for a in argv]
     code, out, err = _run(capsys, *argv)
     assert code == 2
     assert len(err) == 1 and err[0].startswith("kplaybook: ") and re.search(match, err[0]), err

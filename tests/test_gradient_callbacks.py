@@ -1,5 +1,6 @@
 """GradientNormLogger and GradientClipping: exact norms and clipping, on 1 and 2 real replicas."""
 
+import copy
 import math
 import warnings
 
@@ -134,7 +135,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
     lr = 0.01
     model.compile(keras.optimizers.SGD(lr), "mse")
-    clip = GradientClipping(percentile=percentile, history=8, min_history=5)
+    clip = GradientClipping(percentile=percentile, history=8, min_history=5, update_every=1)
     rows = []
     logged = []  # the per-step clip_threshold log (inf while collecting norms)
 
@@ -162,7 +163,7 @@ def test_percentile_threshold_follows_the_observed_norms_exactly(percentile):
             assert moved == pytest.approx(lr * norm, rel=1e-4)
             clipped.append(False)
         else:
-            window = norms[max(0, k + 1 - 8) : k + 1]  # the last `history` norms, this one included
+            window = norms[max(0, k - 8) : k]  # the norms of the `history` steps before this one
             expected = float(np.percentile(window, percentile))
             assert threshold == pytest.approx(expected, rel=1e-5)
             assert logged[k] == pytest.approx(expected, rel=1e-5)
@@ -425,3 +426,136 @@ def test_mixed_precision_overflow_steps_are_not_divergence():
     assert not norms.notna().all()  # the first steps overflowed (recorded as missing)...
     assert not monitor.diverged  # ...and that is not divergence
     assert all(np.isfinite(history.history["grad_norm"]))
+
+
+def test_percentile_threshold_is_recomputed_every_update_every_steps():
+    rng = np.random.default_rng(2)
+    n, batch = 24 * 4, 4
+    x = rng.normal(size=(n, 5)).astype("float32") * rng.uniform(0.2, 3.0, size=(n, 1)).astype(
+        "float32"
+    )
+    y = rng.normal(size=(n, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    clip = GradientClipping(percentile=50, history=8, min_history=4, update_every=3)
+    rows = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rows.append((logs["grad_norm"], logs["clip_threshold"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        model.fit(x, y, batch_size=batch, shuffle=False, verbose=0, callbacks=[clip, Probe()])
+    norms = [norm for norm, _ in rows]
+    for k, (_, threshold) in enumerate(rows):
+        if k < 4:
+            assert threshold == math.inf
+            continue
+        # Recomputed before steps 4, 7, 10, ... from the 8 steps before, then held.
+        update = 4 + 3 * ((k - 4) // 3)
+        expected = float(np.percentile(norms[max(0, update - 8) : update], 50))
+        assert threshold == pytest.approx(expected, rel=1e-5), k
+    assert len({t for _, t in rows[4:7]}) == 1
+
+
+def test_threshold_and_percentile_together_are_an_error():
+    with pytest.raises(ValueError, match=r"both threshold=1.0 and percentile=90.*not both"):
+        GradientClipping(threshold=1.0, percentile=90)
+    assert GradientClipping().percentile == 90.0  # the documented default
+    fixed = GradientClipping(threshold=2.0)
+    assert fixed.percentile is None and fixed.threshold == 2.0
+    assert copy.deepcopy(fixed).threshold == 2.0  # a copy does not pass both
+
+
+def test_numpy_numbers_are_numbers_and_bools_are_not():
+    clip = GradientClipping(
+        percentile=np.float64(80),
+        history=np.int64(100),
+        min_history=np.int32(10),
+        update_every=np.int64(5),
+    )
+    assert (clip.percentile, clip.history, clip.min_history, clip.update_every) == (80, 100, 10, 5)
+    assert all(type(v) is int for v in (clip.history, clip.min_history, clip.update_every))
+    assert GradientClipping(threshold=np.float32(1.5)).threshold == 1.5
+    logger = GradientNormLogger(every=np.int64(2), cap=np.int32(100))
+    assert (logger.every, logger.record.cap) == (2, 100)
+    monitor = kp.callbacks.DivergenceMonitor(
+        patience=np.int64(3), factor=np.float32(5), smoothing=np.float64(0.5)
+    )
+    assert (monitor.patience, monitor.factor, monitor.smoothing) == (3, 5.0, 0.5)
+    refused = [
+        (lambda: GradientNormLogger(every=True), "every must be a positive integer, got True"),
+        (lambda: GradientNormLogger(cap=0), "cap must be a positive integer, got 0"),
+        (lambda: GradientClipping(threshold=True), "threshold must be a positive number, got True"),
+        (lambda: GradientClipping(threshold=math.inf), "threshold must be a positive number"),
+        (lambda: GradientClipping(percentile=True), r"percentile must be in \(0, 100\]"),
+        (lambda: GradientClipping(history=True), "history must be a positive integer"),
+        (lambda: GradientClipping(min_history=-1), "min_history must be an integer >= 0"),
+        (lambda: GradientClipping(update_every=0), "update_every must be a positive integer"),
+        (lambda: kp.callbacks.DivergenceMonitor(patience=True), "patience must be a positive"),
+        (lambda: kp.callbacks.DivergenceMonitor(factor=True), "factor must be greater than 1"),
+        (lambda: kp.callbacks.DivergenceMonitor(smoothing=False), r"smoothing must be in \[0, 1\)"),
+        (lambda: kp.callbacks.DivergenceMonitor(monitor=""), "monitor must be the name"),
+    ]
+    for make, match in refused:
+        with pytest.raises(ValueError, match=match):
+            make()
+
+
+def test_percentile_threshold_under_two_replicas_comes_from_the_global_norms(mirrored):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(48, 3)).astype("float32") * rng.uniform(0.2, 3.0, (48, 1)).astype(
+        "float32"
+    )
+    y = rng.normal(size=(48, 1)).astype("float32")
+    with mirrored.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+    clip = GradientClipping(percentile=50, history=6, min_history=3, update_every=1)
+    rows = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            rows.append((logs["grad_norm"], logs["clip_threshold"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        for _ in range(2):  # the recorded norms carry over to the second fit
+            model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[clip, Probe()])
+    norms = [norm for norm, _ in rows]
+    assert [t for _, t in rows[:3]] == [math.inf] * 3
+    for k in range(3, len(rows)):
+        expected = float(np.percentile(norms[max(0, k - 6) : k], 50))
+        assert rows[k][1] == pytest.approx(expected, rel=1e-5), k
+    assert clip.norms_seen == len(rows) == 12
+    assert type(clip.norms_seen) is int
+
+
+def test_the_step_hooks_compile_under_xla_and_agree_with_the_plain_graph():
+    x, y, _, _ = _linear_data(n=32)
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.05), "mse", jit_compile=jit_compile)
+        clip = GradientClipping(percentile=50, history=8, min_history=3, update_every=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", kp.PlaybookWarning)
+            history = model.fit(
+                x,
+                y,
+                batch_size=4,
+                epochs=2,
+                shuffle=False,
+                verbose=0,
+                callbacks=[clip, GradientNormLogger(), kp.callbacks.DivergenceMonitor()],
+            )
+        results.append((history.history, model.get_weights()[0]))
+    (plain, plain_weights), (xla, xla_weights) = results
+    assert set(xla) == set(plain) >= {"grad_norm", "clip_fraction", "clip_threshold", "lr"}
+    for key in plain:
+        np.testing.assert_allclose(xla[key], plain[key], rtol=1e-5)
+    np.testing.assert_allclose(xla_weights, plain_weights, rtol=1e-5)

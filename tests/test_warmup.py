@@ -1,5 +1,6 @@
 """Warmup callback and WarmupDecay schedule: exact learning rates step by step."""
 
+import json
 import math
 
 import keras
@@ -152,3 +153,39 @@ def test_a_new_warmup_after_an_interrupted_one_keeps_the_original_peak():
     model.fit(x, y, batch_size=4, verbose=0, callbacks=[kp.callbacks.Warmup(10), probe])
     peak = float(np.float32(0.2))
     assert probe.rates == pytest.approx([peak * k / 10 for k in (3, 4, 5)], rel=1e-6)
+
+
+def test_numpy_numbers_are_numbers_and_bools_are_not():
+    warmup = kp.callbacks.Warmup(np.int64(500), peak_lr=np.float32(3e-3))
+    assert type(warmup.warmup_steps) is int and warmup.warmup_steps == 500
+    assert type(warmup.peak_lr) is float and warmup.peak_lr == pytest.approx(3e-3)
+    schedule = WarmupDecay(np.float32(1e-3), np.int64(10), np.int32(100), end_lr=np.float64(0))
+    # The config is saved as JSON with the model: Python numbers only.
+    assert json.loads(json.dumps(schedule.get_config())) == schedule.get_config()
+    with pytest.raises(ValueError, match="warmup_steps must be a positive integer, got True"):
+        kp.callbacks.Warmup(True)
+    with pytest.raises(ValueError, match="peak_lr must be a positive number, got True"):
+        kp.callbacks.Warmup(5, peak_lr=True)
+    with pytest.raises(ValueError, match="peak_lr must be a positive number"):
+        kp.callbacks.Warmup(5, peak_lr="0.1")
+    with pytest.raises(ValueError, match="warmup_steps must be a positive integer, got 2.0"):
+        kp.callbacks.Warmup(2.0)
+    with pytest.raises(ValueError, match="peak_lr must be a positive number, got True"):
+        WarmupDecay(True, 1, 10)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0, got False"):
+        WarmupDecay(0.1, False, 10)
+    with pytest.raises(ValueError, match="total_steps must be an integer, got True"):
+        WarmupDecay(0.1, 0, True)
+    with pytest.raises(ValueError, match="end_lr must be between 0 and peak_lr"):
+        WarmupDecay(0.1, 1, 10, end_lr=False)
+
+
+def test_warmup_with_steps_per_execution_sets_each_execution_s_first_step():
+    x, y = _data(48)  # 12 batches of 4: 6 executions of 2 steps
+    model = _model(0.2)
+    model.compile(keras.optimizers.SGD(0.2), "mse", steps_per_execution=2)
+    probe = LRProbe()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[kp.callbacks.Warmup(10), probe])
+    peak = float(np.float32(0.2))
+    # One batch-begin per execution, at optimizer steps 0, 2, 4, ... across both epochs.
+    assert probe.rates == pytest.approx([peak * min(k, 10) / 10 for k in range(0, 24, 2)])

@@ -7,6 +7,8 @@
 
 They add ``grad_norm``, ``lr`` and ``clip_fraction`` to the batch and epoch
 logs, so History, TensorBoard and `PlaybookTuner`'s trial curves get them.
+Their numeric arguments take Python and numpy numbers alike (not bools), and
+a deep copy (KerasTuner makes one per execution) starts fresh from them.
 """
 
 from kplaybook.callbacks.divergence_monitor import DivergenceMonitor

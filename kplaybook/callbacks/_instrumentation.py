@@ -1,8 +1,8 @@
 """The hooks that let plain Keras callbacks see and change every step's gradient.
 
 A Keras callback never sees gradients. kplaybook's gradient callbacks
-therefore attach, for the duration of one `fit`, two instance-level hooks to
-the model they are given, and remove them in `on_train_end`:
+therefore attach, for the duration of one `fit`, instance-level hooks to the
+model they are given, and remove them in `on_train_end`:
 
 - the optimizer's `apply` (the one method every Keras `train_step` reaches,
   through `apply_gradients` or directly): in the replica context, before
@@ -12,28 +12,68 @@ the model they are given, and remove them in `on_train_end`:
   the same factor ``min(1, threshold / norm)`` so the summed update is
   exactly the clipped global gradient;
 - the model's `train_step`: the step's learning rate (read before the
-  update), the gradient norm and the clip fraction are added to the logs the
-  step returns. They then travel with Keras's own logs: to every callback's
-  `on_train_batch_end`, to History (epoch logs) and to TensorBoard, at the
-  same steps as the loss, and without a host synchronisation of their own.
+  update), the gradient norm and, when clipping, the threshold and the
+  epoch's running counts are returned with the step's logs as one float32
+  vector;
+- the model's train function: that vector is replaced by the ``lr``,
+  ``grad_norm``, ``clip_fraction``, ``clip_threshold`` (and ``step_loss``)
+  log entries, read from it when Keras converts the logs to floats
+  (``pythonify_logs``, before any callback sees them). The values then
+  travel with Keras's own logs: to every callback's `on_train_batch_end`,
+  to History (epoch logs) and to TensorBoard, at the same steps as the
+  loss, and without a host synchronisation of their own.
 
-Only class attributes are touched on the model and optimizer: nothing is
-saved with them, and `model.save()` during training is unaffected. The train
-function is rebuilt when the hooks are attached and again when they are
-removed, so a later `fit` without these callbacks runs plain Keras.
+One vector rather than one output per key: every output of the train
+function costs the host work at every step (Keras rebuilds the output
+structure and converts each entry); measured on a small MLP on a 2-core
+CPU, four outputs cost ~20 us a step more than one vector.
+
+Everything traced here runs at every step, and on CPU each op costs its
+dispatch (microseconds) whatever its size: the step computes what the logs
+and the clipping need and no more (2N + 21 ops for N weight tensors with all
+callbacks, of which 2N + 6 are the norm and the scaling any exact clipping
+needs). Fractions and means are divided on the host when they are read,
+and the percentile threshold is recomputed on the host between steps.
+
+Only instance attributes shadowing class methods are set on the model and
+optimizer: nothing is saved with them, and `model.save()` during training is
+unaffected. The train function is rebuilt when the hooks are attached and
+again when they are removed, so a later `fit` without these callbacks runs
+plain Keras.
 """
 
 import threading
+import typing
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+try:
+    # TF's marker class of the types `tf.is_tensor` accepts at once. Keras's
+    # `pythonify_logs` calls `tf.is_tensor` on every log value, and for any
+    # other object that falls through to a `typing.Protocol` check costing
+    # ~7 us a value (Python 3.11): more than the output this packing saves.
+    from tensorflow.python.types.internal import NativeObject as _TensorLike
+except ImportError:  # a TF without it: the values stay correct, only slower
+    _TensorLike = object
 
 GRAD_NORM = "grad_norm"
 CLIP_FRACTION = "clip_fraction"
 CLIP_THRESHOLD = "clip_threshold"
 LR = "lr"
 STEP_LOSS = "step_loss"
+
+# The train step's private log entry holding the packed per-step values; the
+# train function replaces it by the public keys above.
+_STEP_VALUES = "_kplaybook_step_values"
+
+# The attributes by which a callback tells the hooks what the step must
+# compute (`StepHookCallback` declares them).
+_NEEDS_GRADIENT_NORM = "_needs_gradient_norm"
+_NEEDS_STEP_LOSS = "_needs_step_loss"
+_CLIPS_GRADIENTS = "_clips_gradients"
 
 _ONLY_FIRST = dict(
     trainable=False,
@@ -43,7 +83,12 @@ _ONLY_FIRST = dict(
 
 
 def replicated_variable(strategy, initial_value, dtype=tf.float32):
-    """A non-trainable variable updated identically by every replica (first replica's write kept)."""
+    """A non-trainable variable with one copy per replica, written by the host to all copies.
+
+    The traced step updates each replica's own copy through its ``handle``
+    (raw ops, no cross-replica call): every replica computes the same values
+    from the all-reduced gradient. The host reads the first replica's copy.
+    """
     with strategy.scope():
         return tf.Variable(initial_value, dtype=dtype, **_ONLY_FIRST)
 
@@ -73,7 +118,23 @@ def _scaled(gradient, factor):
 
 _ZERO = 0.0
 _ONE = 1.0
-_MAX_SLOT = (False, False, False, False, True)
+
+
+class EpochCounts(typing.NamedTuple):
+    """The epoch accumulators: steps, clipped steps, steps with a finite norm, sum and max of those norms."""
+
+    steps: float
+    clipped: float
+    finite: float
+    norm_sum: float
+    norm_max: float
+
+
+# One float32[5] variable in `EpochCounts` order.
+_EPOCH_SLOTS = len(EpochCounts._fields)
+_STEPS, _CLIPPED, _NORM_MAX = (
+    EpochCounts._fields.index(f) for f in ("steps", "clipped", "norm_max")
+)
 
 
 def float_learning_rate(optimizer):
@@ -84,8 +145,12 @@ def float_learning_rate(optimizer):
 
 
 def _read(variable):
-    """The value of a (Keras or TF) variable at this point of the traced step."""
-    return tf.identity(tf.cast(tf.convert_to_tensor(variable), tf.float32))
+    """The value of a (Keras or TF) variable at this point of the traced step, as float32.
+
+    Automatic control dependencies order the read before any later write of
+    the same variable in the step.
+    """
+    return tf.cast(tf.convert_to_tensor(variable), tf.float32)
 
 
 def _row_sums(slices):
@@ -109,13 +174,60 @@ def global_norm(gradients):
     return tf.sqrt(2.0 * tf.add_n(halves))
 
 
+class _StepValues:
+    """One step's packed values, copied to the host once, when the first of its logs is read."""
+
+    __slots__ = ("_tensor", "_array")
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+        self._array = None
+
+    def array(self):
+        # Two threads may both copy: the same values, so no lock is needed.
+        if self._array is None:
+            self._array = self._tensor.numpy()
+        return self._array
+
+
+class _LoggedValue(_TensorLike):
+    """A log entry read from a step's packed values when Keras converts the logs.
+
+    Keras's callback list turns every log value into a float
+    (``np.array(value)``, then ``float``) before any callback sees it, in
+    the thread that runs the callbacks, so the training loop never waits
+    for the values. Nothing else receives the raw logs of a train step.
+    """
+
+    __slots__ = ("_values", "_index", "_per")
+
+    def __init__(self, values, index, per=None):
+        self._values = values
+        self._index = index
+        self._per = per  # the index of a denominator: clip_fraction is clipped / steps
+
+    def __float__(self):
+        array = self._values.array()
+        value = float(array[self._index])
+        if self._per is not None:
+            value /= float(array[self._per])
+        return value
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(float(self), dtype=dtype)
+
+    def __repr__(self):
+        return repr(float(self))
+
+
 class Instrumentation:
     """The hooks one model carries during one `fit`, shared by all kplaybook callbacks in it.
 
     Callbacks call `Instrumentation.attach(model, callback)` in
     `on_train_begin` and `detach` in `on_train_end`; the hooks stay while at
     least one is attached. What the traced step computes is decided by the
-    attached callbacks when the train function is traced (its first call,
+    attached callbacks' ``_needs_gradient_norm``, ``_needs_step_loss`` and
+    ``_clips_gradients`` when the train function is traced (its first call,
     after every `on_train_begin`).
 
     A fit that raises never calls `on_train_end`. So the hooks also replace
@@ -137,6 +249,10 @@ class Instrumentation:
         self._strategy = None
         self._epoch_vars = None
         self._epoch_begun = None
+        self._final_counts = None  # (epoch, EpochCounts) read at its end
+        # {log key: (index, denominator index or None)} into the packed step
+        # values; set when the train step is traced.
+        self._layout = {}
 
     # ----------------------------------------------------------- life cycle
 
@@ -201,21 +317,22 @@ class Instrumentation:
             if inst is None:
                 return original_train_step(data)
             inst._local.values = {}
-            lr = tf.identity(tf.cast(optimizer.learning_rate, tf.float32))
-            tracked = loss_tracker is not None and inst._wants_step_loss()
+            inst._local.counts = None
+            lr = _read(optimizer.learning_rate)
+            tracked = loss_tracker is not None and inst._wants(_NEEDS_STEP_LOSS)
             if tracked:
                 total, count = _read(loss_tracker.total), _read(loss_tracker.count)
             logs = original_train_step(data)
             if not isinstance(logs, dict):
                 return logs
-            logs = dict(logs)
-            logs.update(inst._local.values)
-            logs[LR] = lr
+            values = {LR: lr, **inst._local.values}
             if tracked:
                 # This step's own mean loss: Keras's "loss" is the epoch's running mean.
-                logs[STEP_LOSS] = (_read(loss_tracker.total) - total) / tf.maximum(
+                values[STEP_LOSS] = (_read(loss_tracker.total) - total) / tf.maximum(
                     _read(loss_tracker.count) - count, 1e-12
                 )
+            logs = dict(logs)
+            logs[_STEP_VALUES] = inst._pack(values, inst._local.counts)
             return logs
 
         def make_train_function(force=False):
@@ -224,7 +341,10 @@ class Instrumentation:
             inst = this()
             if inst is not None and not force:
                 inst._end()
-            return plain_make_train_function(model, force=force)
+            plain_make_train_function(model, force=force)
+            if inst is not None and force:
+                inst._wrap_train_function(model)
+            return model.train_function
 
         # Instance attributes shadow the class methods; set with object's
         # __setattr__ so Keras's attribute tracking stays out of it.
@@ -232,8 +352,26 @@ class Instrumentation:
         object.__setattr__(model, "train_step", train_step)
         object.__setattr__(model, "make_train_function", make_train_function)
         self._epoch_begun = None
+        self._final_counts = None
         self.epoch_variables()  # created eagerly: never inside the traced step
         plain_make_train_function(model, force=True)
+        self._wrap_train_function(model)
+
+    def _wrap_train_function(self, model):
+        """Makes the train function replace the packed step values by their log entries."""
+        packed_function = model.train_function
+        this = weakref.ref(self)
+
+        def train_function(iterator):
+            logs = packed_function(iterator)
+            inst = this()
+            if inst is not None and isinstance(logs, dict) and _STEP_VALUES in logs:
+                values = _StepValues(logs.pop(_STEP_VALUES))
+                for key, (index, per) in inst._layout.items():
+                    logs[key] = _LoggedValue(values, index, per)
+            return logs
+
+        model.train_function = train_function
 
     def _remove_hooks(self):
         if self.optimizer is None:
@@ -253,29 +391,30 @@ class Instrumentation:
 
     # ------------------------------------------------------------- features
 
-    def _clipping(self):
-        from kplaybook.callbacks.gradient_clipping import GradientClipping
+    def _wants(self, need):
+        return any(getattr(c, need, False) for c in self.callbacks)
 
-        found = [c for c in self.callbacks if isinstance(c, GradientClipping)]
+    def _clipping(self):
+        found = [c for c in self.callbacks if getattr(c, _CLIPS_GRADIENTS, False)]
         if len(found) > 1:
             raise ValueError("Two GradientClipping callbacks were passed to one fit(); pass one.")
         return found[0] if found else None
 
-    def _wants_gradients(self):
-        from kplaybook.callbacks.gradient_clipping import GradientClipping
-        from kplaybook.callbacks.gradient_norm_logger import GradientNormLogger
-
-        return any(isinstance(c, (GradientClipping, GradientNormLogger)) for c in self.callbacks)
-
-    def _wants_step_loss(self):
-        from kplaybook.callbacks.divergence_monitor import DivergenceMonitor
-
-        return any(isinstance(c, DivergenceMonitor) for c in self.callbacks)
+    def _pack(self, values, counts):
+        """One float32 vector: the step's scalar `values`, then the epoch `counts` when clipping."""
+        keys = list(values)
+        self._layout = {key: (i, None) for i, key in enumerate(keys)}
+        packed = tf.stack([values[key] for key in keys])
+        if counts is None:
+            return packed
+        # Divided on the host, when read.
+        self._layout[CLIP_FRACTION] = (len(keys) + _CLIPPED, len(keys) + _STEPS)
+        return tf.concat([packed, counts], 0)
 
     def epoch_variables(self):
         """One float32[5] variable of the epoch: steps, clipped steps, finite steps, sum and max of finite norms."""
         if self._epoch_vars is None:
-            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([5]))
+            self._epoch_vars = replicated_variable(self._strategy, tf.zeros([_EPOCH_SLOTS]))
         return self._epoch_vars
 
     def begin_epoch(self, epoch):
@@ -283,28 +422,35 @@ class Instrumentation:
         if self._epoch_begun == epoch:
             return
         self._epoch_begun = epoch
-        self.epoch_variables().assign(tf.zeros([5]))
+        self.epoch_variables().assign(tf.zeros([_EPOCH_SLOTS]))
+
+    def epoch_counts(self, final=True):
+        """The epoch's `EpochCounts` so far (one read of the accumulators).
+
+        With `final`, the read is kept for the rest of the epoch, so every
+        callback ending it sees the same counts for one read.
+        """
+        if final and self._final_counts is not None and self._final_counts[0] == self._epoch_begun:
+            return self._final_counts[1]
+        counts = EpochCounts(*(float(v) for v in self.epoch_variables().numpy()))
+        if final:
+            self._final_counts = (self._epoch_begun, counts)
+        return counts
 
     def end_epoch(self, logs):
-        """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`."""
-        if logs is not None and self._wants_gradients():
-            logs.update(self.epoch_summary())
-
-    def epoch_summary(self):
-        """{"grad_norm": epoch mean, "grad_norm_max": ..., "clip_fraction": ...} of the epoch so far.
+        """Puts the epoch's mean and max gradient norm (and clip fraction) into the epoch `logs`.
 
         The norm's mean and max are over the steps whose norm was finite (a
         loss-scaled step that overflowed is skipped by its optimizer).
         """
-        steps, clipped, finite, norm_sum, norm_max = (
-            float(v) for v in self.epoch_variables().numpy()
-        )
-        summary = {}
-        if finite:
-            summary.update({GRAD_NORM: norm_sum / finite, GRAD_NORM + "_max": norm_max})
-        if steps and self._clipping() is not None:
-            summary[CLIP_FRACTION] = clipped / steps
-        return summary
+        if logs is None or not self._wants(_NEEDS_GRADIENT_NORM):
+            return
+        counts = self.epoch_counts()
+        if counts.finite:
+            logs[GRAD_NORM] = counts.norm_sum / counts.finite
+            logs[GRAD_NORM + "_max"] = counts.norm_max
+        if counts.steps and self._clipping() is not None:
+            logs[CLIP_FRACTION] = counts.clipped / counts.steps
 
     def _loss_scale(self):
         optimizer = self.optimizer
@@ -319,8 +465,8 @@ class Instrumentation:
         return None if factor is None else tf.constant(float(factor), tf.float32)
 
     def _process(self, grads):
-        """Runs in the replica context inside the traced step: norm, clipping, logs."""
-        if not self._wants_gradients() or not any(g is not None for g in grads):
+        """Runs in the replica context inside the traced step: norm, clipping, epoch counts."""
+        if not self._wants(_NEEDS_GRADIENT_NORM) or not any(g is not None for g in grads):
             return grads
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
@@ -335,7 +481,7 @@ class Instrumentation:
             norm = norm / scale
 
         # Every op here runs at every step, so the count is kept small (each
-        # costs a few microseconds of dispatch on CPU, a kernel launch on GPU).
+        # costs dispatch time on CPU, a kernel launch on GPU).
         values = {GRAD_NORM: norm}
         finite = tf.math.is_finite(norm)
         # A non-finite norm (a loss-scaled step that overflowed and that its
@@ -352,19 +498,18 @@ class Instrumentation:
             factor = tf.where(over, threshold / safe, _ONE)
             grads = [_scaled(g, factor) for g in grads]
             clipped = tf.cast(over, tf.float32)
-        stats = self.epoch_variables()
-        old = stats.read_value()
-        # One read and one write: (steps, clipped, finite steps, sum, max).
-        new = tf.where(
-            _MAX_SLOT,
-            tf.maximum(old, safe),
-            old + tf.stack([_ONE, clipped, tf.cast(finite, tf.float32), safe, _ZERO]),
-        )
-        stats.assign(new)
-        if clipping is not None:
-            values[CLIP_FRACTION] = new[1] / new[0]
             # The plots draw the threshold the norms were clipped at (inf
             # while a percentile threshold is still collecting norms).
             values[CLIP_THRESHOLD] = threshold
+        # Updated in place, through this replica's copy (every replica adds
+        # the same values): one add, one max, no read unless clipping.
+        stats = self.epoch_variables().handle
+        tf.raw_ops.AssignAddVariableOp(
+            resource=stats,
+            value=tf.stack([_ONE, clipped, tf.cast(finite, tf.float32), safe, _ZERO]),
+        )
+        tf.raw_ops.ResourceScatterMax(resource=stats, indices=_NORM_MAX, updates=safe)
+        if clipping is not None:
+            self._local.counts = tf.raw_ops.ReadVariableOp(resource=stats, dtype=tf.float32)
         self._local.values = values
         return grads

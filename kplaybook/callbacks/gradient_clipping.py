@@ -1,26 +1,31 @@
 """`GradientClipping`: exact global-norm clipping after cross-replica aggregation."""
 
-import math
 import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from kplaybook import citations
+from kplaybook.callbacks import _arguments
 from kplaybook.callbacks import _instrumentation
+from kplaybook.callbacks._hooked import StepHookCallback
 from kplaybook.errors import PlaybookWarning
 
-# PLAYBOOK.md rule 32: clipping more than half of the updates is extremely
+# The playbook's "Gradient clipping" section: clipping more than half of the updates is extremely
 # aggressive; lower the learning rate instead.
 AGGRESSIVE_CLIP_FRACTION = 0.5
+# The playbook's starting threshold: the 90th percentile of the observed norms.
+DEFAULT_PERCENTILE = 90.0
 
 _INF = float("inf")
+_NAN = float("nan")
 
 
-class GradientClipping(keras.callbacks.Callback):
+class GradientClipping(StepHookCallback):
     """Clips the gradient by its global norm, exactly, after summing across replicas.
 
-    The playbook's second fix for instability (section H, rule 32): if the
+    The playbook's second fix for instability ("Gradient clipping",
+    https://github.com/google-research/tuning_playbook#gradient-clipping): if the
     global gradient norm ``‖g‖`` exceeds ``λ``, use ``λ g / ‖g‖``; start ``λ``
     at the 90th percentile of observed gradient norms; clipping more than 50%
     of the updates is extremely aggressive, so lower the learning rate
@@ -37,23 +42,40 @@ class GradientClipping(keras.callbacks.Callback):
     Two modes:
 
     - ``threshold=λ``: a fixed threshold;
-    - ``threshold=None`` (default): ``λ`` is the `percentile` of the last
-      `history` finite norms observed (the current step's included, numpy's
-      linear interpolation). No step is clipped until `min_history` norms
-      have been seen. The history carries over to a second ``fit`` with the
-      same callback.
+    - ``threshold=None`` (default): ``λ`` is the `percentile` (numpy's linear
+      interpolation) of the finite norms of the last `history` optimizer
+      steps, recomputed before every `update_every`-th step and fixed in
+      between. The first ``λ`` is computed once `min_history` finite norms
+      have been recorded; no step is clipped before. The recorded norms carry
+      over to a second ``fit`` with the same callback.
+
+    The playbook only asks to start ``λ`` at the 90th percentile of the
+    observed norms; recomputing it every step is not needed, and would cost
+    a sort of the history at every step. Recomputing it on the host between
+    steps keeps the traced step down to recording the norm (3 ops) and
+    reading ``λ`` (1 op). ``update_every=1`` gives a threshold that follows
+    every step, at the cost of one host round trip per step. With
+    ``steps_per_execution=n`` the host only sees the start of each execution:
+    ``λ`` is recomputed at the first one on or after each update.
 
     What it adds to the logs: batch logs ``clip_fraction`` (the fraction of
-    this epoch's steps clipped so far) and ``grad_norm`` and ``lr`` (see
-    `GradientNormLogger`); epoch logs ``clip_fraction`` and, once clipping is
-    active, ``clip_threshold``.
+    this epoch's steps clipped so far), ``clip_threshold`` (the ``λ`` the
+    step used, inf while it is not yet known) and ``grad_norm`` and ``lr``
+    (see `GradientNormLogger`); epoch logs ``clip_fraction`` and, once
+    clipping is active, ``clip_threshold``.
 
     Args:
-        threshold: a fixed clipping norm, or None for the running percentile.
+        threshold: a fixed clipping norm (a positive number), or None for a
+            percentile of the observed norms. Pass either `threshold` or
+            `percentile`, not both.
         percentile: the percentile of observed norms used as the threshold,
-            in (0, 100]. Defaults to 90.
-        history: how many recent norms the percentile is taken over.
-        min_history: norms to observe before clipping starts.
+            in (0, 100]. Defaults to 90 when no `threshold` is given.
+        history: how many recent steps' norms the percentile is taken over.
+            Defaults to 1000.
+        min_history: finite norms to record before clipping starts.
+            Defaults to 50.
+        update_every: recompute the percentile every this many steps.
+            Defaults to 50.
 
     Example:
 
@@ -64,36 +86,58 @@ class GradientClipping(keras.callbacks.Callback):
     ```
     """
 
-    async_safe = True
+    _needs_gradient_norm = True
+    _clips_gradients = True
 
-    def __init__(self, threshold=None, percentile=90.0, history=1000, min_history=50):
+    def __init__(
+        self, threshold=None, percentile=None, history=1000, min_history=50, update_every=50
+    ):
         super().__init__()
-        if threshold is not None and not (
-            isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0
+        if threshold is not None:
+            threshold = _arguments.positive_number("threshold", threshold)
+            if percentile is not None:
+                raise ValueError(
+                    f"GradientClipping got both threshold={threshold!r} and "
+                    f"percentile={percentile!r}; pass threshold for a fixed clipping "
+                    "norm or percentile for one taken from the observed norms, not both."
+                )
+        elif percentile is None:
+            percentile = DEFAULT_PERCENTILE
+        if percentile is not None and not (
+            _arguments.is_number(percentile) and 0 < percentile <= 100
         ):
-            raise ValueError(f"threshold must be a positive number or None, got {threshold!r}.")
-        if not 0 < float(percentile) <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile!r}.")
-        if not isinstance(history, int) or history < 1:
-            raise ValueError(f"history must be a positive integer, got {history!r}.")
-        if not isinstance(min_history, int) or min_history < 0:
-            raise ValueError(f"min_history must be a non-negative integer, got {min_history!r}.")
+        history = _arguments.integer("history", history)
+        min_history = _arguments.integer("min_history", min_history, minimum=0)
+        update_every = _arguments.integer("update_every", update_every)
         if threshold is None and min_history > history:
             raise ValueError(
                 f"min_history ({min_history}) cannot exceed history ({history}); "
                 "raise history or lower min_history."
             )
-        self.fixed_threshold = None if threshold is None else float(threshold)
-        self.percentile = float(percentile)
+        self.fixed_threshold = threshold
+        self.percentile = None if percentile is None else float(percentile)
         self.history = history
         self.min_history = min_history
-        # The order statistics needed for any count n <= history lie among the
-        # largest ceil((1 - p/100) * (history - 1)) + 2 values.
-        self._top_k = min(history, math.ceil((1 - self.percentile / 100.0) * (history - 1)) + 2)
-        self._inst = None
-        self._state = None  # (norms buffer, norms seen, last threshold), per strategy
+        self.update_every = update_every
         self._strategy = None
+        self._state = None  # (recorded norms, threshold) variables, per strategy
+        self._threshold = None  # the percentile threshold in force, once active
+        self._recorded = 0  # steps recorded in the norms before this fit
+        self._next_update = max(min_history, 1)  # in recorded steps
+        self._norms_seen = 0  # finite norms of the epochs counted so far
+        self._epoch_counted = True
         self._warned = False
+
+    def get_config(self):
+        """The constructor arguments: ``GradientClipping(**clip.get_config())`` is a fresh copy."""
+        return {
+            "threshold": self.fixed_threshold,
+            "percentile": None if self.fixed_threshold is not None else self.percentile,
+            "history": self.history,
+            "min_history": self.min_history,
+            "update_every": self.update_every,
+        }
 
     # ----------------------------------------------------------- callbacks
 
@@ -113,110 +157,92 @@ class GradientClipping(keras.callbacks.Callback):
                 stacklevel=2,
             )
         strategy = self.model.distribute_strategy
-        if self._state is None or self._strategy is not strategy:
+        if self.fixed_threshold is None and (self._state is None or self._strategy is not strategy):
+            # NaN marks a slot no step has written yet.
             self._strategy = strategy
             self._state = (
-                _instrumentation.replicated_variable(
-                    strategy, tf.fill([self.history], float("-inf"))
-                ),
-                _instrumentation.replicated_variable(strategy, 0, dtype=tf.int32),
-                _instrumentation.replicated_variable(strategy, float("inf")),
+                _instrumentation.replicated_variable(strategy, tf.fill([self.history], _NAN)),
+                _instrumentation.replicated_variable(strategy, _INF),
             )
-        if self.fixed_threshold is None:
-            self._build_tables()
+            self._threshold = None
+            self._recorded = 0
+            self._next_update = max(self.min_history, 1)
         self._warned = False
-        self._inst = _instrumentation.Instrumentation.attach(self.model, self)
+        super().on_train_begin(logs)
+        self._fit_start = self._iteration_of(0)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._inst.begin_epoch(epoch)
+        super().on_epoch_begin(epoch, logs)
+        self._epoch_counted = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.fixed_threshold is None:
+            recorded = self._recorded + self._iteration_of(batch) - self._fit_start
+            if recorded >= self._next_update:
+                # Host-side, before the step: the traced step only records
+                # its norm and reads the threshold in force.
+                active = self._update_threshold()
+                self._next_update = recorded + (self.update_every if active else 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._inst.end_epoch(logs)
+        super().on_epoch_end(epoch, logs)
+        self._norms_seen += int(self._inst.epoch_counts().finite)
+        self._epoch_counted = True
         threshold = self.threshold
         if logs is not None and threshold is not None:
-            logs["clip_threshold"] = threshold
+            logs[_instrumentation.CLIP_THRESHOLD] = threshold
         fraction = (logs or {}).get(_instrumentation.CLIP_FRACTION)
         if fraction is not None and fraction > AGGRESSIVE_CLIP_FRACTION and not self._warned:
             self._warned = True
             warnings.warn(
                 f"GradientClipping clipped {fraction:.0%} of epoch {epoch}'s updates, more "
                 f"than {AGGRESSIVE_CLIP_FRACTION:.0%}: that is extremely aggressive "
-                "(PLAYBOOK.md 32); lower the learning rate instead.",
+                f"{citations.see('gradient_clipping')}; lower the learning rate instead.",
                 PlaybookWarning,
                 stacklevel=2,
             )
 
     def on_train_end(self, logs=None):
-        self._inst.detach(self)
+        self._recorded += self._steps_done - self._fit_start
+        super().on_train_end(logs)
 
     # ----------------------------------------------------------- state
 
     @property
     def threshold(self):
         """The threshold the last step used, or None while clipping is not yet active."""
-        if self.fixed_threshold is not None or self._state is None:
+        if self.fixed_threshold is not None:
             return self.fixed_threshold
-        value = float(self._state[2].numpy())
-        return value if math.isfinite(value) else None
+        return self._threshold
 
     @property
     def norms_seen(self):
         """How many finite gradient norms this callback has observed."""
-        return 0 if self._state is None else int(self._state[1].numpy())
+        seen = self._norms_seen
+        if self._inst is not None and not self._epoch_counted:
+            seen += int(self._inst.epoch_counts(final=False).finite)
+        return seen
 
     def _threshold_for_step(self, norm):
-        """In the traced step: this step's threshold (inf when not clipping); updates the history."""
+        """In the traced step: records `norm` and returns this step's threshold (inf when not clipping)."""
         if self.fixed_threshold is not None:
             return tf.constant(self.fixed_threshold, tf.float32)
-        buffer, seen, last = self._state
-        size = self.history
-        finite = tf.math.is_finite(norm)
-        old = buffer.read_value()
-        seen_before = seen.read_value()
-        index = seen_before % size
-        # A non-finite norm is not recorded: its slot keeps the old value.
-        stored = tf.where(finite, norm, tf.gather(old, index))
-        current = tf.tensor_scatter_nd_update(
-            old, tf.reshape(index, [1, 1]), tf.reshape(stored, [1])
-        )
-        seen_now = seen_before + tf.cast(finite, tf.int32)
-        buffer.assign(current)
-        seen.assign(seen_now)
-        # numpy's "linear" percentile of the n valid norms s[0] <= ... <= s[n-1]
-        # is s[lo] + frac * (s[lo + 1] - s[lo]) with lo + frac = p/100 * (n - 1).
-        # Only the largest (1 - p/100) share is needed: a partial top-k (unfilled
-        # slots hold -inf and come last) and per-n index tables built once.
-        largest, _ = tf.math.top_k(current, k=self._top_k)
-        count = tf.minimum(seen_now, size)
-        low = tf.gather(largest, tf.gather(self._low_index, count))
-        high = tf.gather(largest, tf.gather(self._high_index, count))
-        value = low + tf.gather(self._fraction, count) * (high - low)
-        threshold = tf.where(seen_before >= self.min_history, value, _INF)
-        last.assign(threshold)
-        return threshold
+        norms, threshold = self._state
+        # The slot of this optimizer step (read before its update): 3 ops, and
+        # a skipped (loss-scaled, overflowed) step's slot is overwritten by
+        # the next. Written through this replica's own copy: every replica
+        # records the same all-reduced norm, with no cross-replica call.
+        slot = tf.math.floormod(self.model.optimizer.iterations, self.history)
+        tf.raw_ops.ResourceScatterUpdate(resource=norms.handle, indices=slot, updates=norm)
+        return threshold.read_value()
 
-    def _build_tables(self):
-        """Index tables for every count n of valid norms (0..history), in top-k order."""
-        low_index, high_index, fraction = [], [], []
-        for count in range(self.history + 1):
-            n = max(count, 1)
-            position = self.percentile / 100.0 * (n - 1)
-            lo = math.floor(position)
-            low_index.append(n - 1 - lo)
-            high_index.append(max(n - 2 - lo, 0))
-            # Exactly 0 at lo == n - 1 (p = 100), so an unfilled -inf never mixes in.
-            fraction.append(position - lo)
-        # numpy, not eager tensors: in the traced step they become graph
-        # constants rather than captured inputs fed at every call.
-        self._low_index = np.array(low_index, np.int32)
-        self._high_index = np.array(high_index, np.int32)
-        self._fraction = np.array(fraction, np.float32)
-
-    def __deepcopy__(self, memo):
-        # KerasTuner deep-copies callbacks for every execution: start fresh.
-        return type(self)(
-            threshold=self.fixed_threshold,
-            percentile=self.percentile,
-            history=self.history,
-            min_history=self.min_history,
-        )
+    def _update_threshold(self):
+        """Before a step: the percentile of the finite recorded norms, once there are `min_history`."""
+        norms = self._state[0].numpy()
+        norms = norms[np.isfinite(norms)]
+        if len(norms) < max(self.min_history, 1):
+            return False
+        # As the step will see it: the variable is float32.
+        self._threshold = float(np.float32(np.percentile(norms, self.percentile)))
+        self._state[1].assign(self._threshold)
+        return True

@@ -1,15 +1,17 @@
 """`GradientNormLogger`: the unclipped global gradient norm, every step."""
 
-import keras
-
+from kplaybook.callbacks import _arguments
 from kplaybook.callbacks import _instrumentation
+from kplaybook.callbacks._hooked import StepHookCallback
+from kplaybook.records.steps import DEFAULT_CAP
 from kplaybook.records.steps import StepRecord
 
 
-class GradientNormLogger(keras.callbacks.Callback):
+class GradientNormLogger(StepHookCallback):
     """Logs the L2 norm of the full, unclipped gradient at every training step.
 
-    The playbook (section H, rule 29) asks for the global gradient norm at
+    The playbook ("Identifying unstable workloads",
+    https://github.com/google-research/tuning_playbook#identifying-unstable-workloads) asks for the global gradient norm at
     every step, plotted against the step and as a histogram, to see
     instability and to choose a clipping threshold. This callback works with
     any compiled Keras model on the TensorFlow backend, passed only to
@@ -51,43 +53,37 @@ class GradientNormLogger(keras.callbacks.Callback):
     ```
     """
 
-    # Values arrive in the logs themselves, so Keras may dispatch batch ends
-    # asynchronously; the record is thread-safe.
-    async_safe = True
+    _needs_gradient_norm = True
 
-    def __init__(self, every=1, cap=2000):
+    def __init__(self, every=1, cap=DEFAULT_CAP):
         super().__init__()
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}.")
-        self.every = every
+        self.every = _arguments.integer("every", every)
+        cap = _arguments.integer("cap", cap)
         self.record = StepRecord(
-            (_instrumentation.GRAD_NORM, _instrumentation.LR), cap=cap, every=every
+            (_instrumentation.GRAD_NORM, _instrumentation.LR), cap=cap, every=self.every
         )
-        self._inst = None
 
-    def on_train_begin(self, logs=None):
-        self._inst = _instrumentation.Instrumentation.attach(self.model, self)
-        self.record.begin(self.model)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._inst.begin_epoch(epoch)
+    def get_config(self):
+        """The constructor arguments: ``GradientNormLogger(**logger.get_config())`` is a fresh copy."""
+        return {"every": self.every, "cap": self.record.cap}
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self.record.add_batch(batch, logs)
-        if logs is not None and step % self.every:
+        super().on_train_batch_end(batch, logs)
+        if not logs:
+            return
+        step = self._step_of(batch)
+        values = {}
+        for key in self.record.keys:
+            if key in logs:
+                try:
+                    values[key] = float(logs[key])
+                except (TypeError, ValueError):
+                    continue
+        if values:
+            self.record.add(step, values)
+        if step % self.every:
             logs.pop(_instrumentation.GRAD_NORM, None)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._inst.end_epoch(logs)
-        self.record.end_epoch()
-
-    def on_train_end(self, logs=None):
-        self._inst.detach(self)
 
     def to_dataframe(self):
         """Recorded per-step values: a DataFrame indexed by ``step`` with ``grad_norm`` and ``lr``."""
         return self.record.to_dataframe()
-
-    def __deepcopy__(self, memo):
-        # KerasTuner deep-copies callbacks for every execution: start fresh.
-        return type(self)(every=self.every, cap=self.record.cap)

@@ -2,9 +2,9 @@
 
 import weakref
 
-import keras
-
+from kplaybook.callbacks import _arguments
 from kplaybook.callbacks import _instrumentation
+from kplaybook.callbacks._hooked import StepHookCallback
 
 # The peak each optimizer was warmed up towards, so that a new Warmup on a
 # model whose earlier fit stopped mid-ramp does not take the ramped value as
@@ -12,10 +12,11 @@ from kplaybook.callbacks import _instrumentation
 _PEAKS = weakref.WeakKeyDictionary()
 
 
-class Warmup(keras.callbacks.Callback):
+class Warmup(StepHookCallback):
     """Ramps the optimizer's learning rate linearly from 0 to its peak, one step at a time.
 
-    The playbook's first fix for early instability (section H, rules 30-31):
+    The playbook's first fix for early instability ("How to apply learning
+    rate warmup", https://github.com/google-research/tuning_playbook#how-to-apply-learning-rate-warmup):
     ramp the learning rate linearly from 0 to the base value over
     `warmup_steps`, then train at the base value. Use it with a model compiled
     with a float learning rate; for a schedule that includes warmup and decay
@@ -32,8 +33,8 @@ class Warmup(keras.callbacks.Callback):
 
     Args:
         warmup_steps: number of steps of the ramp (a positive integer).
-        peak_lr: the rate reached at the end of warmup. Defaults to the
-            learning rate the model was compiled with.
+        peak_lr: the rate reached at the end of warmup (a positive number).
+            Defaults to the learning rate the model was compiled with.
 
     Example:
 
@@ -45,17 +46,16 @@ class Warmup(keras.callbacks.Callback):
 
     def __init__(self, warmup_steps, peak_lr=None):
         super().__init__()
-        if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 1:
-            raise ValueError(f"warmup_steps must be a positive integer, got {warmup_steps!r}.")
-        if peak_lr is not None and not float(peak_lr) > 0:
-            raise ValueError(f"peak_lr must be a positive number, got {peak_lr!r}.")
-        self.warmup_steps = warmup_steps
-        self.peak_lr = None if peak_lr is None else float(peak_lr)
-        self._inst = None
+        self.warmup_steps = _arguments.integer("warmup_steps", warmup_steps)
+        self.peak_lr = None if peak_lr is None else _arguments.positive_number("peak_lr", peak_lr)
         self._peak = None
         self._peak_model = None
-        self._base = 0
         self._done = False
+        self._lr = None
+
+    def get_config(self):
+        """The constructor arguments: ``Warmup(**warmup.get_config())`` is a fresh copy."""
+        return {"warmup_steps": self.warmup_steps, "peak_lr": self.peak_lr}
 
     def _variable(self):
         lr = _instrumentation.float_learning_rate(self.model.optimizer)
@@ -67,7 +67,7 @@ class Warmup(keras.callbacks.Callback):
         return lr
 
     def on_train_begin(self, logs=None):
-        variable = self._variable()
+        variable = self._variable()  # before attaching: a schedule is refused cleanly
         if self._peak_model is None or self._peak_model() is not self.model:
             # Resolved once per model: a second fit that starts mid-warmup
             # must not take the ramped value as its peak.
@@ -78,11 +78,8 @@ class Warmup(keras.callbacks.Callback):
             else:
                 self._peak = _PEAKS.get(optimizer, float(variable.numpy()))
             _PEAKS[optimizer] = self._peak
-        self._inst = _instrumentation.Instrumentation.attach(self.model, self)
-        self._base = int(self.model.optimizer.iterations.numpy())
-        self._epoch_steps = 0
-        self._per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        self._done = self._base >= self.warmup_steps
+        super().on_train_begin(logs)
+        self._done = self._iteration_of(0) >= self.warmup_steps
         self._lr = variable
 
     def learning_rate_at(self, step):
@@ -95,20 +92,9 @@ class Warmup(keras.callbacks.Callback):
         return peak
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._epoch_steps = batch + self._per_call
         if self._done:
             return
-        step = self._base + batch
+        step = self._iteration_of(batch)
         self._lr.assign(self.learning_rate_at(step))
         if step >= self.warmup_steps:
             self._done = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._base += self._epoch_steps
-        self._epoch_steps = 0
-
-    def on_train_end(self, logs=None):
-        self._inst.detach(self)
-
-    def __deepcopy__(self, memo):
-        return type(self)(self.warmup_steps, self.peak_lr)

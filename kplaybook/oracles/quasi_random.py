@@ -12,7 +12,9 @@ from kplaybook.records.layout import STATE_KEY
 class QuasiRandomSearchOracle(PlaybookOracle):
     """Quasi-random search over a KerasTuner space with a scrambled Halton sequence.
 
-    The playbook (section D) recommends quasi-random search for the
+    The playbook ("Why use quasi-random search instead of more sophisticated
+    black box optimization algorithms during the exploration phase of tuning?")
+    recommends quasi-random search for the
     exploration phase: it is non-adaptive (the objective can be changed
     afterwards without re-running), reproducible, covers the space more
     uniformly than random search, runs the same in parallel as in sequence,
