@@ -65,8 +65,12 @@ def reference(hypermodel, data, epochs, seeds):
     for lr in np.geomspace(1e-4, 3e-1, 12):
         for depth in (1, 2, 3):
             for dropout in (False, True):
-                values = {"learning_rate": float(lr), "num_hidden_layers": depth,
-                          "use_dropout": dropout, "one_minus_beta_1": 0.1}
+                values = {
+                    "learning_rate": float(lr),
+                    "num_hidden_layers": depth,
+                    "use_dropout": dropout,
+                    "one_minus_beta_1": 0.1,
+                }
                 grid.append((train(hypermodel, values, 0, data, epochs), values))
     grid.sort(key=lambda item: item[0])
     scored = [(evaluate(hypermodel, values, data, epochs, seeds), values) for _, values in grid[:3]]
@@ -75,11 +79,26 @@ def reference(hypermodel, data, epochs, seeds):
 
 def run_playbook(hypermodel, data, budget, epochs, seed, directory):
     (x, y), (xv, yv) = data
-    playbook = kp.Playbook(hypermodel, goals=list(demo.PLAYBOOK_GOALS), max_trials=budget,
-                           trials_per_study=4, seed=seed, directory=directory,
-                           project_name=f"playbook_{seed}", overwrite=True, final_seeds=5)
-    result = playbook.run(x, y, validation_data=(xv, yv), epochs=epochs, max_epochs=epochs,
-                          batch_size=64, verbose=False)
+    playbook = kp.Playbook(
+        hypermodel,
+        goals=list(demo.PLAYBOOK_GOALS),
+        max_trials=budget,
+        trials_per_study=4,
+        seed=seed,
+        directory=directory,
+        project_name=f"playbook_{seed}",
+        overwrite=True,
+        final_seeds=5,
+    )
+    result = playbook.run(
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=epochs,
+        max_epochs=epochs,
+        batch_size=64,
+        verbose=False,
+    )
     return result.best_value, result.best_hyperparameters, result.trials_used
 
 
@@ -101,21 +120,42 @@ def main():
     hypermodel = demo.PlaybookDemoHyperModel()
     started = time.perf_counter()
     best_value, best_values = reference(hypermodel, data, args.epochs, args.eval_seeds)
-    print(f"reference (dense grid over the right space): val_loss {best_value:.4f} at {best_values}")
+    print(
+        f"reference (dense grid over the right space): val_loss {best_value:.4f} at {best_values}"
+    )
     regrets = {"playbook": [], "quasi_random": [], "kt_random": []}
     with tempfile.TemporaryDirectory() as directory:
         for seed in range(args.seeds):
-            value, values, used = run_playbook(hypermodel, data, args.budget, args.epochs, seed,
-                                               directory)
+            value, values, used = run_playbook(
+                hypermodel, data, args.budget, args.epochs, seed, directory
+            )
             regrets["playbook"].append(value - best_value)
             print(f"seed {seed} playbook      {used:3d} trainings  val_loss {value:.4f}  {values}")
             for name, tuner in (
-                ("quasi_random", kp.QuasiRandomSearch(
-                    hypermodel, objective="val_loss", max_trials=args.budget, seed=seed,
-                    directory=directory, project_name=f"qr_{seed}", overwrite=True)),
-                ("kt_random", kt.RandomSearch(
-                    hypermodel, objective="val_loss", max_trials=args.budget, seed=seed,
-                    directory=directory, project_name=f"rs_{seed}", overwrite=True)),
+                (
+                    "quasi_random",
+                    kp.QuasiRandomSearch(
+                        hypermodel,
+                        objective="val_loss",
+                        max_trials=args.budget,
+                        seed=seed,
+                        directory=directory,
+                        project_name=f"qr_{seed}",
+                        overwrite=True,
+                    ),
+                ),
+                (
+                    "kt_random",
+                    kt.RandomSearch(
+                        hypermodel,
+                        objective="val_loss",
+                        max_trials=args.budget,
+                        seed=seed,
+                        directory=directory,
+                        project_name=f"rs_{seed}",
+                        overwrite=True,
+                    ),
+                ),
             ):
                 values, used = run_search(tuner, data, args.epochs)
                 value = evaluate(hypermodel, values, data, args.epochs, args.eval_seeds)
@@ -123,11 +163,15 @@ def main():
                 print(f"seed {seed} {name:13s} {used:3d} trainings  val_loss {value:.4f}  {values}")
             sys.stdout.flush()
     print()
-    print(f"Regret (val_loss above the reference {best_value:.4f}), mean over {args.seeds} seeds, "
-          f"budget {args.budget} trainings of {args.epochs} epochs:")
+    print(
+        f"Regret (val_loss above the reference {best_value:.4f}), mean over {args.seeds} seeds, "
+        f"budget {args.budget} trainings of {args.epochs} epochs:"
+    )
     mean = {name: float(np.mean(v)) for name, v in regrets.items()}
     for name, values in regrets.items():
-        print(f"  {name:13s} {mean[name]:.4f}   (per seed: {', '.join(f'{v:.4f}' for v in values)})")
+        print(
+            f"  {name:13s} {mean[name]:.4f}   (per seed: {', '.join(f'{v:.4f}' for v in values)})"
+        )
     for name in ("quasi_random", "kt_random"):
         print(f"Regret ratio {name} / playbook: {mean[name] / max(mean['playbook'], 1e-9):.1f}x")
     print(f"({time.perf_counter() - started:.0f} s)")

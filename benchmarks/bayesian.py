@@ -62,7 +62,11 @@ def space():
 
 def oracle_for(search, seed, trials):
     return kp.oracles.NestedStudyOracle(
-        "val_loss", scientific={}, trials_per_study=trials, search=search, seed=seed,
+        "val_loss",
+        scientific={},
+        trials_per_study=trials,
+        search=search,
+        seed=seed,
         num_initial_points=INITIAL if search.startswith("bayesian") else None,
     )
 
@@ -82,7 +86,9 @@ def run_oracle(oracle, directory, n, timed_at=()):
             oracle.update_trial(trial.trial_id, {"val_loss": loss(values)})
             trial.status = "COMPLETED"
         else:
-            oracle.update_trial(trial.trial_id, {"val_loss": math.nan, markers.marker("nan_loss"): 1.0})
+            oracle.update_trial(
+                trial.trial_id, {"val_loss": math.nan, markers.marker("nan_loss"): 1.0}
+            )
             trial.status = "FAILED"
         oracle.end_trial(trial)
         outcomes.append(loss(values) if feasible(values) else None)
@@ -99,7 +105,9 @@ def run_optuna(seed, n):
     def constraints(trial):
         return [trial.user_attrs["violation"]]
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=INITIAL, constraints_func=constraints)
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=INITIAL, constraints_func=constraints
+    )
     study = optuna.create_study(sampler=sampler)
     outcomes = []
     for _ in range(n):
@@ -134,13 +142,22 @@ def main(argv=None):
                     if outcomes is None:
                         continue
                 else:
-                    outcomes, _ = run_oracle(oracle_for(method, seed, n),
-                                             os.path.join(root, f"{method}{seed}"), n)
+                    outcomes, _ = run_oracle(
+                        oracle_for(method, seed, n), os.path.join(root, f"{method}{seed}"), n
+                    )
                 results[method].append(outcomes)
             print(f"  seed {seed} done", flush=True)
-        print(f"\nRegret (best feasible loss; optimum 0), mean over {args.seeds} seeds, and the share")
-        print(f"of infeasible proposals after the {INITIAL} initial points (quasi-random: the region's share)")
-        header = f"{'method':>13} " + " ".join(f"{'@' + str(b):>9}" for b in args.budgets) + f" {'infeasible':>11}"
+        print(
+            f"\nRegret (best feasible loss; optimum 0), mean over {args.seeds} seeds, and the share"
+        )
+        print(
+            f"of infeasible proposals after the {INITIAL} initial points (quasi-random: the region's share)"
+        )
+        header = (
+            f"{'method':>13} "
+            + " ".join(f"{'@' + str(b):>9}" for b in args.budgets)
+            + f" {'infeasible':>11}"
+        )
         print(header)
         for method in methods:
             runs = results[method]
@@ -157,8 +174,9 @@ def main(argv=None):
         for method in ("bayesian", "bayesian_kt"):
             for count in args.timing:
                 oracle = oracle_for(method, 0, count + 1)
-                _, seconds = run_oracle(oracle, os.path.join(root, f"t_{method}_{count}"), count + 1,
-                                        timed_at=(count,))
+                _, seconds = run_oracle(
+                    oracle, os.path.join(root, f"t_{method}_{count}"), count + 1, timed_at=(count,)
+                )
                 timing[(method, count)] = seconds[count]
                 print(f"  {method:>11} at {count:>4} trials: {seconds[count]:.2f} s", flush=True)
         for count in args.timing:

@@ -67,9 +67,9 @@ def ours(directory, surrogate):
     imp = study.importance(surrogate=surrogate).set_index("hyperparameter")
     pairs = study.interactions(surrogate=surrogate)
     seconds = time.perf_counter() - start
-    match = pairs[
-        pairs.apply(lambda r: {r["hp_a"], r["hp_b"]} == {"x4", "x5"}, axis=1)
-    ]["importance"]
+    match = pairs[pairs.apply(lambda r: {r["hp_a"], r["hp_b"]} == {"x4", "x5"}, axis=1)][
+        "importance"
+    ]
     pair = float(match.iloc[0]) if len(match) else 0.0
     return score(imp.loc[NAMES, "importance"].to_numpy(), pair) + (seconds,)
 
@@ -85,7 +85,8 @@ def optuna_fanova(directory):
     distributions = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in NAMES}
     trials = [
         optuna.trial.create_trial(
-            params={n: float(row[n]) for n in NAMES}, distributions=distributions,
+            params={n: float(row[n]) for n in NAMES},
+            distributions=distributions,
             value=float(row["objective"]),
         )
         for _, row in frame.iterrows()
@@ -105,7 +106,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument(
-        "--optuna-max-trials", type=int, default=1000,
+        "--optuna-max-trials",
+        type=int,
+        default=1000,
         help="run Optuna's fANOVA only up to this many trials (it took 63 s at 1,000 on 2 cores "
         "and grows faster than linearly)",
     )

@@ -274,7 +274,6 @@ def _scaled_growth(t1, t2, n1, n2):
     return (t2 / t1) ** (1.0 / math.log10(n2 / n1))
 
 
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
@@ -357,9 +356,7 @@ def main(argv=None):
                 f"{n:>7} {len(runs[n]):>7} {load:>8.2f} {check:>8.2f} {export:>9.2f} "
                 f"{total[n]:>14.2f} {1e3 * total[n] / n:>12.2f}"
             )
-        print(
-            "\n(min over repeats per column; check+export = min over repeats of the sum)"
-        )
+        print("\n(min over repeats per column; check+export = min over repeats of the sum)")
         print(
             "\nStudy.load against KerasTuner's Trial.load of every trial (same run; "
             f"target: {LOAD_TRIALS} trials in under {LOAD_TARGET_S:g} s):"

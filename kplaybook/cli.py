@@ -62,14 +62,29 @@ def build_parser():
             "With --study: one nested depth study (DIRECTORY/demo) instead."
         ),
     )
-    demo.add_argument("--study", action="store_true",
-                      help="run the single nested depth study instead of the playbook")
-    demo.add_argument("--max-trials", type=_positive_int, default=90,
-                      help="the playbook's budget of trainings (default %(default)s)")
-    demo.add_argument("--trials-per-study", type=_positive_int, default=None,
-                      help="trials per scientific value (default 4 per round; 12 with --study)")
-    demo.add_argument("--epochs", type=_positive_int, default=None,
-                      help="epochs per training (default 3 for the playbook; 10 with --study)")
+    demo.add_argument(
+        "--study",
+        action="store_true",
+        help="run the single nested depth study instead of the playbook",
+    )
+    demo.add_argument(
+        "--max-trials",
+        type=_positive_int,
+        default=90,
+        help="the playbook's budget of trainings (default %(default)s)",
+    )
+    demo.add_argument(
+        "--trials-per-study",
+        type=_positive_int,
+        default=None,
+        help="trials per scientific value (default 4 per round; 12 with --study)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="epochs per training (default 3 for the playbook; 10 with --study)",
+    )
     demo.add_argument("--directory", default="saved_studies")
     demo.add_argument("--seed", type=int, default=0)
     report = commands.add_parser(
@@ -130,6 +145,7 @@ def build_parser():
 def run_demo(args):
     """`kplaybook demo` (the playbook) or `kplaybook demo --study` (one study)."""
     from kplaybook import demo
+
     validation.writable_directory(
         args.directory, "--directory", "a directory to write the study into"
     )
@@ -194,7 +210,8 @@ def _run_playbook_demo(demo, args):
         f"({demo.TrainingClock.seconds / elapsed:.0%} of it inside model.fit)"
     )
     print(
-        "Final configuration: " + ", ".join(
+        "Final configuration: "
+        + ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in result.best_hyperparameters.items()
         )
@@ -241,6 +258,7 @@ def run_report(args):
 def run_compare(args):
     """`kplaybook compare DIR_A DIR_B`."""
     from kplaybook.analysis.compare import compare
+
     print(compare(args.dir_a, args.dir_b))
     return 0
 

@@ -103,8 +103,14 @@ def run_playbook_demo(
         final_seeds=5,
     )
     playbook.run(
-        x, y, validation_data=(x_val, y_val), epochs=epochs, max_epochs=2 * epochs,
-        batch_size=batch_size, verbose=verbose, callbacks=[TrainingClock()],
+        x,
+        y,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        max_epochs=2 * epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+        callbacks=[TrainingClock()],
     )
     return playbook
 

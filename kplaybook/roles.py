@@ -73,22 +73,24 @@ def check_role_arguments(scientific, fixed):
     if not isinstance(scientific, dict):
         raise fatal(
             RoleError,
-            f"scientific must be a dict of name -> list of values, got {type(scientific).__name__}."
+            f"scientific must be a dict of name -> list of values, got {type(scientific).__name__}.",
         )
     if not isinstance(fixed, dict):
-        raise fatal(RoleError, f"fixed must be a dict of name -> value, got {type(fixed).__name__}.")
+        raise fatal(
+            RoleError, f"fixed must be a dict of name -> value, got {type(fixed).__name__}."
+        )
     checked = {}
     for name, values in scientific.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise fatal(
                 RoleError,
-                f"scientific[{name!r}] must be a list of the values to compare, got {values!r}."
+                f"scientific[{name!r}] must be a list of the values to compare, got {values!r}.",
             )
         values = [plain(v) for v in values]
         if not values:
             raise fatal(
                 RoleError,
-                f"scientific[{name!r}] is an empty list; give at least one value to compare."
+                f"scientific[{name!r}] is an empty list; give at least one value to compare.",
             )
         if len(set(map(repr, values))) != len(values):
             raise fatal(RoleError, f"scientific[{name!r}] lists a value twice: {values!r}.")
@@ -102,7 +104,7 @@ def check_role_arguments(scientific, fixed):
     if both:
         raise fatal(
             RoleError,
-            f"{both[0]!r} is both scientific and fixed; give each hyperparameter one role."
+            f"{both[0]!r} is both scientific and fixed; give each hyperparameter one role.",
         )
     for name in list(checked) + list(fixed):
         if is_optimizer_hyperparameter(name):
@@ -122,7 +124,7 @@ def _check_plain(label, value):
         raise fatal(
             RoleError,
             f"{label} is {value!r} of type {type(value).__name__}; use a bool, int, "
-            "float or str, the types KerasTuner can store."
+            "float or str, the types KerasTuner can store.",
         )
 
 

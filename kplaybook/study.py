@@ -230,7 +230,12 @@ class Study(StudyReader):
         `tuner.study()` calls it with the tuner's hypermodel and search
         arguments; call it yourself on a loaded study to replicate repeatedly.
         """
-        self._training = (hypermodel, tuple(fit_args), dict(fit_kwargs or {}), distribution_strategy)
+        self._training = (
+            hypermodel,
+            tuple(fit_args),
+            dict(fit_kwargs or {}),
+            distribution_strategy,
+        )
 
     def replicate(
         self, top_k=1, seeds=5, *, hypermodel=None, distribution_strategy=None, **fit_kwargs

@@ -11,9 +11,7 @@ import tensorflow as tf  # noqa: E402
 # This must happen before TensorFlow initialises its devices (KERAS_FACTS.md),
 # which is why it is done here, at conftest import, before any test runs.
 _cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    _cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-)
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 LOGICAL_CPUS = ["/cpu:0", "/cpu:1"]
 
 import keras  # noqa: E402

@@ -56,8 +56,13 @@ def drive(oracle, directory, n, objective=bowl, ok=feasible):
 
 def nested(search, seed, **kwargs):
     return kp.oracles.NestedStudyOracle(
-        "val_loss", scientific={}, trials_per_study=22, search=search, seed=seed,
-        num_initial_points=6 if search.startswith("bayesian") else None, **kwargs
+        "val_loss",
+        scientific={},
+        trials_per_study=22,
+        search=search,
+        seed=seed,
+        num_initial_points=6 if search.startswith("bayesian") else None,
+        **kwargs,
     )
 
 
@@ -158,13 +163,23 @@ def test_on_a_real_model_that_diverges_the_search_learns_to_avoid_the_diverging_
     share = {}
     for search in ("bayesian", "quasi_random"):
         tuner = kp.PlaybookTuner(
-            diverging_build, scientific={}, trials_per_study=16, search=search, seed=3,
+            diverging_build,
+            scientific={},
+            trials_per_study=16,
+            search=search,
+            seed=3,
             num_initial_points=5 if search == "bayesian" else None,
-            directory=str(tmp_path), project_name=search,
+            directory=str(tmp_path),
+            project_name=search,
         )
         tuner.search(
-            x, y.astype("float32"), validation_data=(xv, yv.astype("float32")), epochs=1,
-            batch_size=32, verbose=0, callbacks=[kp.callbacks.DivergenceMonitor()],
+            x,
+            y.astype("float32"),
+            validation_data=(xv, yv.astype("float32")),
+            epochs=1,
+            batch_size=32,
+            verbose=0,
+            callbacks=[kp.callbacks.DivergenceMonitor()],
         )
         statuses = [r.status for r in tuner.study().trials()]
         share[search] = np.mean([s == "infeasible" for s in statuses[5:]])

@@ -17,8 +17,18 @@ from kplaybook.native_logs import NativeLogFilter
 
 @pytest.mark.slow
 def test_demo_runs_a_playbook_offline_and_prints_each_decision(tmp_path):
-    result = run("-m", "kplaybook", "demo", "--max-trials", "45", "--epochs", "1",
-                 "--directory", str(tmp_path), timeout=900)
+    result = run(
+        "-m",
+        "kplaybook",
+        "demo",
+        "--max-trials",
+        "45",
+        "--epochs",
+        "1",
+        "--directory",
+        str(tmp_path),
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout.splitlines()
     playbook = kp.Playbook.load(tmp_path / "demo_playbook")
@@ -49,8 +59,18 @@ def test_the_playbook_demo_refuses_rounds_too_small(tmp_path):
 
 @pytest.mark.slow
 def test_demo_study_runs_offline_and_prints_the_best_trial_per_depth(tmp_path):
-    result = run("-m", "kplaybook", "demo", "--study", "--trials-per-study", "2", "--epochs", "2",
-                 "--directory", str(tmp_path))
+    result = run(
+        "-m",
+        "kplaybook",
+        "demo",
+        "--study",
+        "--trials-per-study",
+        "2",
+        "--epochs",
+        "2",
+        "--directory",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "6 trials (6 completed, 0 infeasible, 0 failed)" in out
@@ -83,8 +103,15 @@ def test_bad_demo_arguments_are_one_line_errors(tmp_path):
 
 @pytest.mark.slow
 def test_example_depth_study_runs_offline_on_digits(tmp_path):
-    result = run("examples/depth_study.py", "--trials-per-study", "1", "--epochs", "1",
-                 "--directory", str(tmp_path))
+    result = run(
+        "examples/depth_study.py",
+        "--trials-per-study",
+        "1",
+        "--epochs",
+        "1",
+        "--directory",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     study = kp.Study.load(tmp_path / "depth_digits")
     assert study.status_counts()["completed"] == 3
@@ -113,7 +140,9 @@ def test_demo_into_a_file_is_a_one_line_error(tmp_path, capsys):
     a_file.write_text("x")
     assert main(["demo", "--directory", str(a_file)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"kplaybook: --directory {a_file} is a file; pass a directory to write the study into."]
+    assert err == [
+        f"kplaybook: --directory {a_file} is a file; pass a directory to write the study into."
+    ]
     assert a_file.read_text() == "x"
 
 

@@ -46,9 +46,7 @@ def search(directory, digits, max_trials=4, **kwargs):
 
 
 def trial_files(study_dir):
-    return {
-        p.parent.name: p.read_bytes() for p in sorted(study_dir.glob("trial_*/trial.json"))
-    }
+    return {p.parent.name: p.read_bytes() for p in sorted(study_dir.glob("trial_*/trial.json"))}
 
 
 def planned(tmp_path, digits):
@@ -93,7 +91,9 @@ def test_a_damaged_or_deleted_trial_runs_again_under_its_own_id_and_nothing_else
 def test_a_damaged_oracle_json_is_one_sentence_whose_advice_works(tmp_path, digits):
     search(tmp_path, digits)
     (tmp_path / "s" / "oracle.json").write_text("")
-    with pytest.raises(kp.StudyError, match=r"oracle\.json cannot be read \(it is empty\).*overwrite=True"):
+    with pytest.raises(
+        kp.StudyError, match=r"oracle\.json cannot be read \(it is empty\).*overwrite=True"
+    ):
         search(tmp_path, digits)
     tuner = search(tmp_path, digits, overwrite=True)  # the advice
     assert tuner.study().status_counts()["completed"] == 4
@@ -132,9 +132,10 @@ def test_a_full_disk_stops_the_search_and_loses_nothing(tmp_path, digits):
             search(mount, digits, max_trials=4)
         # Everything recorded before is whole and unchanged.
         assert trial_files(study_dir) == before
-        assert json.loads((study_dir / "oracle.json").read_bytes())["start_order"] == json.loads(
-            oracle_before
-        )["start_order"]
+        assert (
+            json.loads((study_dir / "oracle.json").read_bytes())["start_order"]
+            == json.loads(oracle_before)["start_order"]
+        )
         assert not list(study_dir.rglob("*.tmp"))
         ballast.unlink()
         tuner = search(mount, digits, max_trials=4)  # free space, run again: it resumes
@@ -169,7 +170,10 @@ def run_script(tmp_path, tag, **env):
     out = tmp_path / f"{tag}.out"
     with open(out, "w") as f:
         result = subprocess.run(
-            args, env=helpers.child_env(**env), stdout=f, stderr=subprocess.STDOUT,
+            args,
+            env=helpers.child_env(**env),
+            stdout=f,
+            stderr=subprocess.STDOUT,
             timeout=RUN_TIMEOUT,
         )
     return result, out
@@ -213,5 +217,7 @@ def test_a_sigkill_at_a_write_point_then_a_rerun_runs_every_slot_once(tmp_path, 
     for trial_id, row in after.iterrows():
         assert helpers.hp_values(row) == pytest.approx(plan[int(trial_id)], rel=1e-12)
     # Each trial ended exactly once across both runs.
-    ends = Counter(int(r["trial_id"]) for r in helpers.read_log(tmp_path / "log") if r["event"] == "end")
+    ends = Counter(
+        int(r["trial_id"]) for r in helpers.read_log(tmp_path / "log") if r["event"] == "end"
+    )
     assert ends == Counter(range(NUM_TRIALS))

@@ -201,13 +201,17 @@ def test_a_worker_killed_mid_trial_hands_its_trial_to_the_other_and_the_chief_ex
     try:
         procs["chief"] = helpers.start(args, env("chief"), outputs["chief"])
         helpers.wait_until(
-            lambda: accepts_connections(port), CHIEF_START_TIMEOUT, "the chief to listen",
+            lambda: accepts_connections(port),
+            CHIEF_START_TIMEOUT,
+            "the chief to listen",
             [(procs["chief"], outputs["chief"])],
         )
         for name in WORKERS:
             procs[name] = helpers.start(args, env(name), outputs[name])
         helpers.wait_until(
-            marker.exists, WORKERS_TIMEOUT, "tuner1 to stall mid-trial",
+            marker.exists,
+            WORKERS_TIMEOUT,
+            "tuner1 to stall mid-trial",
             [(procs["tuner1"], outputs["tuner1"])],
         )
         pid, abandoned = marker.read_text().split()
@@ -226,7 +230,10 @@ def test_a_worker_killed_mid_trial_hands_its_trial_to_the_other_and_the_chief_ex
     frame = kp.Study.load(directory / "killed").to_dataframe()
     assert sorted(int(t) for t in frame["trial_id"]) == list(range(NUM_TRIALS))
     assert (frame["status"] == "completed").all(), frame[["trial_id", "status"]]
-    assert frame.groupby("num_layers").size().to_dict() == {1: TRIALS_PER_STUDY, 2: TRIALS_PER_STUDY}
+    assert frame.groupby("num_layers").size().to_dict() == {
+        1: TRIALS_PER_STUDY,
+        2: TRIALS_PER_STUDY,
+    }
     records = helpers.read_log(log_dir)
     began = [(r["tuner_id"], r["trial_id"]) for r in records if r["event"] == "begin"]
     assert ("tuner1", abandoned) in began and ("tuner0", abandoned) in began  # taken over

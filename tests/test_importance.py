@@ -21,7 +21,13 @@ from kplaybook.testing import SyntheticTrial
 from kplaybook.testing import write_study
 
 VARIANCE = 1 / 12 + 0.09 / 12 + 4 / 144
-TRUE_FIRST = {"x1": (1 / 12) / VARIANCE, "x2": (0.09 / 12) / VARIANCE, "x3": 0.0, "x4": 0.0, "x5": 0.0}
+TRUE_FIRST = {
+    "x1": (1 / 12) / VARIANCE,
+    "x2": (0.09 / 12) / VARIANCE,
+    "x3": 0.0,
+    "x4": 0.0,
+    "x5": 0.0,
+}
 TRUE_PAIR = (4 / 144) / VARIANCE
 
 
@@ -84,7 +90,9 @@ def test_the_irrelevant_hyperparameter_is_insensitive_and_the_pair_interacts(tmp
 
 def test_with_fewer_trials_than_it_needs_it_says_it_cannot_tell(tmp_path):
     study = known_study(tmp_path, n=6)
-    with pytest.raises(kp.errors.TooFewTrials, match="6 usable trials for 5 tuned.*too few to tell"):
+    with pytest.raises(
+        kp.errors.TooFewTrials, match="6 usable trials for 5 tuned.*too few to tell"
+    ):
         study.importance()
     assert not {"insensitive", "interaction"} & {f.code for f in study.check()}
 

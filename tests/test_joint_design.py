@@ -52,7 +52,7 @@ def test_a_scientific_range_is_searched_on_its_scale_and_binned(tmp_path):
     assert len(cells) == 4
     for cell in cells:
         low, high = cell["weight_decay"]
-        assert high / low == pytest.approx(10 ** 0.75, rel=1e-6)
+        assert high / low == pytest.approx(10**0.75, rel=1e-6)
         assert abs(np.sum((decay >= low) & (decay <= high)) - 10) <= 1
 
 
@@ -68,18 +68,21 @@ def test_a_range_outside_the_declaration_is_refused(tmp_path):
 
 def test_the_joint_budget_is_max_trials_and_nested_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="design='joint' takes its whole budget from max_trials"):
-        kp.PlaybookTuner(lambda hp: None, scientific={"width": WIDTHS}, design="joint",
-                         directory=str(tmp_path))
+        kp.PlaybookTuner(
+            lambda hp: None, scientific={"width": WIDTHS}, design="joint", directory=str(tmp_path)
+        )
     with pytest.raises(ValueError, match="max_trials is a joint study's budget"):
-        kp.PlaybookTuner(lambda hp: None, scientific={"width": WIDTHS}, max_trials=10,
-                         directory=str(tmp_path))
+        kp.PlaybookTuner(
+            lambda hp: None, scientific={"width": WIDTHS}, max_trials=10, directory=str(tmp_path)
+        )
 
 
 def build(hp):
     decay = hp.Float("weight_decay", 1e-6, 1e-1, sampling="log")
     model = keras.Sequential([keras.Input((64,))])
-    model.add(keras.layers.Dense(16, activation="relu",
-                                 kernel_regularizer=keras.regularizers.L2(decay)))
+    model.add(
+        keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(decay))
+    )
     model.add(keras.layers.Dense(10, activation="softmax"))
     lr = hp.Float("learning_rate", 1e-3, 3e-2, sampling="log")
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
@@ -91,8 +94,13 @@ def test_a_joint_study_trains_resumes_and_its_analysis_is_binned(tmp_path, digit
 
     def tuner(max_trials):
         return kp.PlaybookTuner(
-            build, scientific={"weight_decay": (1e-5, 1e-2)}, design="joint",
-            max_trials=max_trials, seed=0, directory=str(tmp_path), project_name="joint",
+            build,
+            scientific={"weight_decay": (1e-5, 1e-2)},
+            design="joint",
+            max_trials=max_trials,
+            seed=0,
+            directory=str(tmp_path),
+            project_name="joint",
         )
 
     tuner(4).search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)

@@ -92,7 +92,9 @@ def test_batch_size_left_nuisance_in_fit_is_an_error_before_training_with_a_fix_
     (x, y), (xv, yv) = digits
     FitDeclares.seen = []
     tuner = playbook(tmp_path, FitDeclares(), "nuisance_bs")
-    with pytest.raises(kp.RoleError, match=r"'batch_size' is a nuisance.*fixed=\{'batch_size': 64\}"):
+    with pytest.raises(
+        kp.RoleError, match=r"'batch_size' is a nuisance.*fixed=\{'batch_size': 64\}"
+    ):
         tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert tuner.study().trial_ids == []  # nothing trained
     # The fix the message gives, on the same project: it resumes and runs.
@@ -141,7 +143,9 @@ def test_names_declared_in_a_loop_join_the_design_before_the_first_trial(tmp_pat
 
 
 def three_units(hp):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(hp.Choice("units", [8, 16, 32]))])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(hp.Choice("units", [8, 16, 32]))]
+    )
     model.add(keras.layers.Dense(1))
     model.compile("adam", "mse")
     return model
@@ -151,8 +155,12 @@ def test_the_keras_tuner_readme_example_runs_three_trials_not_five(tmp_path):
     x = np.random.default_rng(0).random((64, 4))
     y = x.sum(axis=1, keepdims=True)
     tuner = kp.QuasiRandomSearch(
-        three_units, objective="val_loss", max_trials=5, seed=0,
-        directory=str(tmp_path), project_name="readme",
+        three_units,
+        objective="val_loss",
+        max_trials=5,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="readme",
     )
     tuner.search(x, y, epochs=1, validation_data=(x, y), verbose=0)
     units = sorted(r.values["units"] for r in tuner.study().trials())
@@ -203,8 +211,13 @@ def test_pre_registered_hyperparameters_without_the_scientific_name(tmp_path, di
         return mlp(hp, units=hp.Choice("units", [4, 8]))
 
     tuner = playbook(
-        tmp_path, build, "prereg", hyperparameters=hp, tune_new_entries=False,
-        scientific={"units": [4, 8]}, trials_per_study=1,
+        tmp_path,
+        build,
+        "prereg",
+        hyperparameters=hp,
+        tune_new_entries=False,
+        scientific={"units": [4, 8]},
+        trials_per_study=1,
     )
     tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert sorted(r.values["units"] for r in tuner.study().trials()) == [4, 8]
@@ -224,7 +237,9 @@ class NoReturn(kp.PlaybookTuner):
 def test_a_run_trial_returning_none_is_a_clear_error(tmp_path, digits):
     (x, y), (xv, yv) = digits
     tuner = NoReturn(mlp, scientific={}, trials_per_study=1, seed=0, directory=str(tmp_path))
-    with pytest.raises(TypeError, match=r"run_trial\(\) returned None.*forget to return the metrics"):
+    with pytest.raises(
+        TypeError, match=r"run_trial\(\) returned None.*forget to return the metrics"
+    ):
         tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
 
 

@@ -81,9 +81,13 @@ def test_imports_flow_down_the_layers():
                 if not name.startswith("kplaybook.") or name == module:
                     continue
                 # "from kplaybook.x import y" may name a function y: judge the module part.
-                target = name if any(
-                    name == p or name.startswith(p + ".") for p in LAYERS if p != "kplaybook"
-                ) else None
+                target = (
+                    name
+                    if any(
+                        name == p or name.startswith(p + ".") for p in LAYERS if p != "kplaybook"
+                    )
+                    else None
+                )
                 if target and layer(target) > layer(module) and not _type_checking(tree, node):
                     violations.append(f"{module} (layer {layer(module)}) imports {target}")
     assert not violations, "\n".join(violations)

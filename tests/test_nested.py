@@ -173,8 +173,9 @@ def test_bayesian_ignores_infeasible_trials_instead_of_inventing_a_loss(tmp_path
     # GP oracle is fitted to excludes the infeasible one (no invented loss).
     from keras_tuner.oracles import BayesianOptimizationOracle
 
-    gp = BayesianOptimizationOracle("val_loss", num_initial_points=3, seed=1,
-                                    hyperparameters=oracle.hyperparameters)
+    gp = BayesianOptimizationOracle(
+        "val_loss", num_initial_points=3, seed=1, hyperparameters=oracle.hyperparameters
+    )
     gp.trials = dict(oracle.trials)
     x, y = gp._vectorize_trials()
     assert len(y) == 5 and np.all(np.isfinite(y))
@@ -192,7 +193,9 @@ def test_resume_must_use_the_same_roles_but_may_add_trials(tmp_path):
     other._set_project_dir(str(tmp_path), "p")
     with pytest.raises(kp.StudyError, match="scientific"):
         other.reload()
-    more = Nested("val_loss", scientific={"activation": ["relu", "tanh"]}, trials_per_study=3, seed=1)
+    more = Nested(
+        "val_loss", scientific={"activation": ["relu", "tanh"]}, trials_per_study=3, seed=1
+    )
     more._set_project_dir(str(tmp_path), "p")
     more.reload()
     more.verbose = 0

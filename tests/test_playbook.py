@@ -46,8 +46,9 @@ def dense_sweep_best(x, y, xv, yv):
             hp.values = {"tag": 0, "units": 32, "learning_rate": float(lr)}
             model = RUN.build(hp)
             model.optimizer.learning_rate.assign(float(lr))
-            history = model.fit(x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=64,
-                                verbose=0)
+            history = model.fit(
+                x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=64, verbose=0
+            )
             values.append(min(history.history["val_loss"]))
         means.append(np.mean(values))
     return float(rates[int(np.argmin(means))])
@@ -60,22 +61,36 @@ def digits_run(tmp_path_factory):
     (x, y), (xv, yv) = datasets.load("digits")
     Count.trainings = 0
     playbook = RUN.playbook(directory, MAX_TRIALS)
-    result = playbook.run(x, y, validation_data=(xv, yv), epochs=EPOCHS, max_epochs=EPOCHS,
-                          batch_size=64, callbacks=[Count()], verbose=False)
+    result = playbook.run(
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=EPOCHS,
+        max_epochs=EPOCHS,
+        batch_size=64,
+        callbacks=[Count()],
+        verbose=False,
+    )
     trainings = Count.trainings
     return playbook, result, trainings, (x, y, xv, yv)
 
 
 def decisions(result, stage=None, action=None):
-    return [d for d in result.decisions
-            if (stage is None or d.stage == stage) and (action is None or d.action == action)]
+    return [
+        d
+        for d in result.decisions
+        if (stage is None or d.stage == stage) and (action is None or d.action == action)
+    ]
 
 
 @pytest.mark.slow
 def test_a_range_declared_too_low_is_widened_to_the_rate_a_dense_sweep_finds(digits_run):
     playbook, result, _, data = digits_run
-    widened = [d for d in decisions(result, action="widen")
-               if d.evidence["hyperparameter"] == "learning_rate"]
+    widened = [
+        d
+        for d in decisions(result, action="widen")
+        if d.evidence["hyperparameter"] == "learning_rate"
+    ]
     assert len(widened) >= 2
     assert widened[0].evidence["new_range"] == pytest.approx([1e-5, 1e-2])
     assert all(d.evidence["edge"] == "high" and d.study for d in widened)
@@ -124,8 +139,14 @@ def test_a_finished_run_is_read_back_and_run_again_trains_nothing(digits_run):
         loaded.run(x, y)
     Count.trainings = 0
     again = RUN.playbook(os.path.dirname(playbook.directory), MAX_TRIALS).run(
-        x, y, validation_data=(xv, yv), epochs=EPOCHS, max_epochs=EPOCHS, batch_size=64,
-        callbacks=[Count()], verbose=False,
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=EPOCHS,
+        max_epochs=EPOCHS,
+        batch_size=64,
+        callbacks=[Count()],
+        verbose=False,
     )
     assert Count.trainings == 0
     assert again.to_json() == result.to_json()
@@ -152,8 +173,9 @@ def test_the_report_is_one_page_with_a_timeline_linking_each_round(digits_run, t
 def diverging_build(hp):
     """Regression with plain SGD: every learning rate above about 0.35 diverges to NaN."""
     hp.Choice("variant", ["a", "b"])
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(keras.optimizers.SGD(hp.Float("learning_rate", 1e-2, 3.0, sampling="log")), "mse")
     return model
 
@@ -167,11 +189,19 @@ def regression_data(seed, n):
 def test_a_diverging_model_gets_a_remedy_and_short_training_gets_longer(tmp_path):
     x, y = regression_data(0, 1024)
     xv, yv = regression_data(1, 256)
-    playbook = kp.Playbook(diverging_build, goals=[kp.Goal("variant", {"variant": ["a", "b"]})],
-                           max_trials=40, trials_per_study=6, directory=tmp_path,
-                           project_name="diverge", replicate_seeds=2, final_seeds=2)
-    result = playbook.run(x, y, validation_data=(xv, yv), epochs=2, max_epochs=8, batch_size=32,
-                          verbose=False)
+    playbook = kp.Playbook(
+        diverging_build,
+        goals=[kp.Goal("variant", {"variant": ["a", "b"]})],
+        max_trials=40,
+        trials_per_study=6,
+        directory=tmp_path,
+        project_name="diverge",
+        replicate_seeds=2,
+        final_seeds=2,
+    )
+    result = playbook.run(
+        x, y, validation_data=(xv, yv), epochs=2, max_epochs=8, batch_size=32, verbose=False
+    )
     actions = [d.action for d in result.decisions]
     remedies = [d for d in result.decisions if d.action in ("warmup", "clipping", "narrow")]
     assert remedies, actions
@@ -183,8 +213,11 @@ def test_a_diverging_model_gets_a_remedy_and_short_training_gets_longer(tmp_path
     # The studies after the first remedy are mostly feasible.
     settings = playbook.run_settings()
     before = kp.Study.load(first.study)
-    after = [kp.Study.load(os.path.join(playbook.directory, name)) for name in settings
-             if name > before.name]
+    after = [
+        kp.Study.load(os.path.join(playbook.directory, name))
+        for name in settings
+        if name > before.name
+    ]
     assert after
 
     def infeasible_share(study):
@@ -200,8 +233,12 @@ def test_a_diverging_model_gets_a_remedy_and_short_training_gets_longer(tmp_path
 def test_killed_at_several_moments_it_resumes_and_loses_nothing(tmp_path):
     log = tmp_path / "trainings.log"
     script = helpers.SCRIPTS / "playbook_run.py"
-    kills = (["--kill-after", "5"], ["--kill-after", "14"], ["--kill-in-write", "4"],
-             ["--kill-after", "9"])
+    kills = (
+        ["--kill-after", "5"],
+        ["--kill-after", "14"],
+        ["--kill-in-write", "4"],
+        ["--kill-after", "9"],
+    )
     for args in kills:
         done = helpers.run_python(script, tmp_path, log, "--max-trials", 40, *args, timeout=600)
         assert done.returncode == -9, done.stderr[-2000:]
@@ -241,8 +278,11 @@ def test_goals_are_checked_when_the_playbook_is_made(tmp_path):
         (dict(goals=[]), ValueError, "goals is empty"),
         (dict(goals=goal), TypeError, "goals must be a list of kp.Goal"),
         (dict(goals=["width"]), TypeError, "goals must be kp.Goal objects"),
-        (dict(goals=[goal, kp.Goal("width", {"tag": [0, 1]})]), ValueError,
-         "Two goals are named 'width'"),
+        (
+            dict(goals=[goal, kp.Goal("width", {"tag": [0, 1]})]),
+            ValueError,
+            "Two goals are named 'width'",
+        ),
         (dict(goals=[goal], max_trials=10), ValueError, r"max_trials=10 cannot pay .* >= 19"),
         (dict(goals=[goal], trials_per_study=2), ValueError, "trials_per_study"),
         (dict(goals=[goal], replicate_seeds=1), ValueError, "replicate_seeds"),
@@ -267,11 +307,22 @@ def test_goals_are_checked_when_the_playbook_is_made(tmp_path):
 def test_an_undeclared_name_is_refused_before_any_training(tmp_path):
     (x, y), (xv, yv) = datasets.load("digits")
     Count.trainings = 0
-    playbook = kp.Playbook(RUN.build, goals=[kp.Goal("depth", {"num_layers": [1, 2]})],
-                           max_trials=100, directory=tmp_path, project_name="p")
+    playbook = kp.Playbook(
+        RUN.build,
+        goals=[kp.Goal("depth", {"num_layers": [1, 2]})],
+        max_trials=100,
+        directory=tmp_path,
+        project_name="p",
+    )
     with pytest.raises(ValueError, match=r"Goal 'depth' names 'num_layers', which build\(hp\)"):
-        playbook.run(x[:100], y[:100], validation_data=(xv[:50], yv[:50]), epochs=1,
-                     batch_size=32, callbacks=[Count()])
+        playbook.run(
+            x[:100],
+            y[:100],
+            validation_data=(xv[:50], yv[:50]),
+            epochs=1,
+            batch_size=32,
+            callbacks=[Count()],
+        )
     assert Count.trainings == 0 and not (tmp_path / "p" / "playbook.json").exists()
     with pytest.raises(ValueError, match="batch_size=None asks the probe"):
         playbook.run(None, None, epochs=1)
@@ -283,8 +334,9 @@ def test_a_changed_configuration_is_refused_on_resume_and_nothing_is_lost(tmp_pa
     first._check_goals = lambda: {}  # write the run's record as run() does, without training
     first._fit = {}
     first._open(first._config({"epochs": 1, "batch_size": 32, "max_epochs": 4}))
-    first._state["decisions"].append(kp.Decision("setup", "batch_size", "Recorded.",
-                                                 {"n": 1}, None, "k").to_json())
+    first._state["decisions"].append(
+        kp.Decision("setup", "batch_size", "Recorded.", {"n": 1}, None, "k").to_json()
+    )
     first._save()
     before = (tmp_path / "run" / "playbook.json").read_bytes()
     for playbook, kwargs, differing in [
@@ -292,8 +344,9 @@ def test_a_changed_configuration_is_refused_on_resume_and_nothing_is_lost(tmp_pa
         (RUN.playbook(tmp_path, 60), dict(epochs=2, batch_size=32), "fit"),
     ]:
         with pytest.raises(kp.StudyError, match=rf"was run with other settings \({differing}\)"):
-            playbook.run(x[:100], y[:100], validation_data=(xv[:50], yv[:50]), max_epochs=4,
-                         **kwargs)
+            playbook.run(
+                x[:100], y[:100], validation_data=(xv[:50], yv[:50]), max_epochs=4, **kwargs
+            )
     assert (tmp_path / "run" / "playbook.json").read_bytes() == before
     with pytest.raises(kp.StudyError, match="holds no playbook run"):
         kp.Playbook.load(tmp_path)
@@ -314,15 +367,23 @@ def test_a_remedy_that_needs_the_learning_rate_says_how_to_name_it(tmp_path):
         else:
             y = 1.0 - momentum
             trials.append(SyntheticTrial(values, {"val_loss": [y + 0.2, y]}))
-    study = kp.Study.load(write_study(tmp_path / "s", hp, trials, scientific={"variant": ["a", "b"]}))
-    playbook = kp.Playbook(lambda hp: None, goals=[kp.Goal("variant", {"variant": ["a", "b"]})],
-                           max_trials=100, directory=tmp_path, project_name="p")
+    study = kp.Study.load(
+        write_study(tmp_path / "s", hp, trials, scientific={"variant": ["a", "b"]})
+    )
+    playbook = kp.Playbook(
+        lambda hp: None,
+        goals=[kp.Goal("variant", {"variant": ["a", "b"]})],
+        max_trials=100,
+        directory=tmp_path,
+        project_name="p",
+    )
     playbook._open(playbook._config({}))
     playbook._declared = {h.name: h for h in hp.space}
     before = (tmp_path / "p" / "playbook.json").read_bytes()
     run = autopilot._RunState(epochs=2, max_epochs=8, batch_size=32)
     with pytest.raises(ValueError, match=r"above momentum=0\.80.*learning_rate='<its name>'"):
-        playbook._round_actions("goal:variant", "goal:variant/round:0", study, study.check(), run,
-                                {}, playbook.goals[0])
+        playbook._round_actions(
+            "goal:variant", "goal:variant/round:0", study, study.check(), run, {}, playbook.goals[0]
+        )
     assert (tmp_path / "p" / "playbook.json").read_bytes() == before
     shutil.rmtree(tmp_path / "s")

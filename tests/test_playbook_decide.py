@@ -31,17 +31,22 @@ def lr_study(tmp_path, name="s", n=16, diverge_above=None, curve=None, objective
         # Stratified over the range, as the quasi-random search samples it.
         lr = float(10 ** (-5 + ((i // 2 + rng.uniform(0.3, 0.7)) / (n // 2))))
         # The other ranges are sampled well inside: only the learning rate's edge matters.
-        values = {"layers": 1 + i % 2, "learning_rate": lr,
-                  "dropout": float(rng.uniform(0.15, 0.35)),
-                  "one_minus_beta_1": float(rng.uniform(0.3, 0.7)), "units": int(rng.integers(4, 7))}
+        values = {
+            "layers": 1 + i % 2,
+            "learning_rate": lr,
+            "dropout": float(rng.uniform(0.15, 0.35)),
+            "one_minus_beta_1": float(rng.uniform(0.3, 0.7)),
+            "units": int(rng.integers(4, 7)),
+        }
         if diverge_above is not None and lr >= diverge_above:
             trials.append(SyntheticTrial(values, status="infeasible", reason="nan_loss"))
             continue
         y = objective(values) if objective else 1.0 - 0.2 * (math.log10(lr) + 5)
         curves = curve(y) if curve else [y + 0.5, y + 0.2, y + 0.1, y + 0.05, y + 0.02, y]
         trials.append(SyntheticTrial(values, {"loss": curves, "val_loss": curves}))
-    path = write_study(tmp_path / name, space(), trials, scientific={"layers": [1, 2]},
-                       trials_per_study=n // 2)
+    path = write_study(
+        tmp_path / name, space(), trials, scientific={"layers": [1, 2]}, trials_per_study=n // 2
+    )
     return kp.Study.load(path)
 
 
@@ -51,8 +56,9 @@ def hp_named(study, name):
 
 def test_a_range_is_widened_past_its_edge_within_its_domain(tmp_path):
     study = lr_study(tmp_path)
-    lr, dropout, beta, units = (hp_named(study, n) for n in
-                                ("learning_rate", "dropout", "one_minus_beta_1", "units"))
+    lr, dropout, beta, units = (
+        hp_named(study, n) for n in ("learning_rate", "dropout", "one_minus_beta_1", "units")
+    )
     assert decide.widened(lr, "high") == pytest.approx([1e-5, 1e-3])
     assert decide.widened(lr, "low") == pytest.approx([1e-6, 1e-4])
     # Linear: half the width, clamped to [0, 1] for a range declared within it.
@@ -85,8 +91,20 @@ def test_the_training_length_follows_the_best_step(tmp_path):
     assert decide.training_length(improving.check()) == "longer"
 
     def early(y):
-        return [y, y + 0.01, y + 0.02, y + 0.03, y + 0.04, y + 0.05, y + 0.06, y + 0.07,
-                y + 0.08, y + 0.09, y + 0.1, y + 0.11]
+        return [
+            y,
+            y + 0.01,
+            y + 0.02,
+            y + 0.03,
+            y + 0.04,
+            y + 0.05,
+            y + 0.06,
+            y + 0.07,
+            y + 0.08,
+            y + 0.09,
+            y + 0.1,
+            y + 0.11,
+        ]
 
     stopped = lr_study(tmp_path, "early", curve=early)
     assert decide.training_length(stopped.check()) == "shorter"
@@ -117,17 +135,21 @@ def test_exploitation_fixes_what_does_not_matter_and_narrows_the_rest(tmp_path):
         return (math.log10(v["learning_rate"]) + 4.5) ** 2 + 5 * (v["one_minus_beta_1"] - 0.5) ** 2
 
     study = lr_study(tmp_path, n=80, objective=objective)
-    results = [r for r in kp.analysis.importance.importance_data(study, by_scientific=True)
-               if r.label == "layers=1"]
+    results = [
+        r
+        for r in kp.analysis.importance.importance_data(study, by_scientific=True)
+        if r.label == "layers=1"
+    ]
     fixed, ranges, evidence = decide.exploit_plan(study, 0, results, study.hyperparameters)
     # dropout and units do not touch the objective: fixed at the best trial's values.
     best = study.trial(study.ranked(0)[0]).values
     assert fixed == {"dropout": best["dropout"], "units": best["units"]}
     low, high = ranges["learning_rate"]
-    assert 1e-5 < low < 10 ** -4.5 < high < 1e-4
+    assert 1e-5 < low < 10**-4.5 < high < 1e-4
     # An edge the best trials reach keeps the current (widened) end.
-    _, wide, _ = decide.exploit_plan(study, 0, results, study.hyperparameters,
-                                     {"one_minus_beta_1": [0.0, 1.0]})
+    _, wide, _ = decide.exploit_plan(
+        study, 0, results, study.hyperparameters, {"one_minus_beta_1": [0.0, 1.0]}
+    )
     assert "learning_rate" in wide
     assert evidence["best_trial"] == study.ranked(0)[0]
 
@@ -141,13 +163,20 @@ def test_the_same_study_gives_the_same_decisions(tmp_path):
 
     lists = []
     for k in range(2):
-        playbook = kp.Playbook(build, goals=[kp.Goal("layers", {"layers": [1, 2]})], max_trials=100,
-                               trials_per_study=8, directory=tmp_path, project_name=f"p{k}")
+        playbook = kp.Playbook(
+            build,
+            goals=[kp.Goal("layers", {"layers": [1, 2]})],
+            max_trials=100,
+            trials_per_study=8,
+            directory=tmp_path,
+            project_name=f"p{k}",
+        )
         playbook._open(playbook._config({}))
         playbook._declared = {h.name: h for h in space().space}
         run = autopilot._RunState(epochs=6, max_epochs=24, batch_size=32)
-        decisions = playbook._round_actions("goal:layers", "goal:layers/round:0", study,
-                                            study.check(), run, {}, playbook.goals[0])
+        decisions = playbook._round_actions(
+            "goal:layers", "goal:layers/round:0", study, study.check(), run, {}, playbook.goals[0]
+        )
         lists.append([(d.action, d.reason, d.changes) for d in decisions])
     assert lists[0] == lists[1]
     actions = [a for a, _, _ in lists[0]]

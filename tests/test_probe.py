@@ -234,7 +234,9 @@ def test_cli_probe_prints_the_table_and_the_recommendation(tmp_path):
     assert loaded.to_dataframe()["batch_size"].tolist() == [8, 16, 32]
     bad = cli("tests/probe_models.py:no_such_function")
     assert bad.returncode == 2
-    assert bad.stderr.splitlines() == ["kplaybook: tests/probe_models.py has no function 'no_such_function'."]
+    assert bad.stderr.splitlines() == [
+        "kplaybook: tests/probe_models.py has no function 'no_such_function'."
+    ]
 
 
 @pytest.mark.slow

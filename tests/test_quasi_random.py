@@ -21,9 +21,7 @@ def expected_halton_values(space, seed, n, skip=DEFAULT_SKIP):
     engine = qmc.Halton(d=len(space.space), scramble=True, seed=seed)
     engine.fast_forward(skip)
     points = engine.random(n)
-    return [
-        {hp.name: hp.prob_to_value(u) for hp, u in zip(space.space, point)} for point in points
-    ]
+    return [{hp.name: hp.prob_to_value(u) for hp, u in zip(space.space, point)} for point in points]
 
 
 def test_values_are_scipy_scrambled_halton_after_skip_mapped_by_prob_to_value(tmp_path):
@@ -123,7 +121,9 @@ def test_a_late_hyperparameter_joins_the_sequence_in_a_spare_dimension(tmp_path)
     assert later["learning_rate"] == pytest.approx(expected["learning_rate"])
     wd = late_space.get_config()["space"][-1]
     assert later["weight_decay"] == pytest.approx(
-        kt.HyperParameters.from_config({"space": [wd], "values": {}}).space[0].prob_to_value(point[4])
+        kt.HyperParameters.from_config({"space": [wd], "values": {}})
+        .space[0]
+        .prob_to_value(point[4])
     )
     assert oracle.get_state()["kplaybook"]["sampler"]["dimensions"][-1] == "weight_decay"
     assert len(early) == 3
@@ -191,7 +191,9 @@ def test_quasi_random_covers_better_than_random_search(tmp_path):
         hp.Float(f"x{i}", 0.0, 1.0)
     ours, theirs = [], []
     for seed in range(1, 6):
-        q = run_oracle(Oracle("val_loss", max_trials=32, seed=seed), tmp_path / f"q{seed}", 32, space=hp)
+        q = run_oracle(
+            Oracle("val_loss", max_trials=32, seed=seed), tmp_path / f"q{seed}", 32, space=hp
+        )
         r = run_oracle(
             kt.oracles.RandomSearchOracle("val_loss", max_trials=32, seed=seed),
             tmp_path / f"r{seed}",

@@ -48,7 +48,9 @@ def test_write_json_replaces_atomically_and_a_failed_write_keeps_the_old_file(tm
 def test_read_json_names_the_file_and_what_to_do(tmp_path, content, reason):
     path = tmp_path / "torn.json"
     path.write_bytes(content)
-    with pytest.raises(kp.StudyError, match=rf"torn\.json cannot be read \({reason}.*; restore it\.$"):
+    with pytest.raises(
+        kp.StudyError, match=rf"torn\.json cannot be read \({reason}.*; restore it\.$"
+    ):
         files.read_json(path, "restore it")
 
 

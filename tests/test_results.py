@@ -49,21 +49,50 @@ def warmup_result():
 
 def probe_result():
     rows = [
-        {"batch_size": b, "feasible": True, "oom_message": None, "step_time_s": t,
-         "step_time_iqr_s": 0.0, "examples_per_s": b / t, "scaling_efficiency": math.nan}
+        {
+            "batch_size": b,
+            "feasible": True,
+            "oom_message": None,
+            "step_time_s": t,
+            "step_time_iqr_s": 0.0,
+            "examples_per_s": b / t,
+            "scaling_efficiency": math.nan,
+        }
         for b, t in ((8, 0.01), (16, 0.011), (32, 0.02))
-    ] + [{"batch_size": 64, "feasible": False, "oom_message": "OOM when allocating",
-          "step_time_s": math.nan, "step_time_iqr_s": math.nan, "examples_per_s": math.nan,
-          "scaling_efficiency": math.nan}]
+    ] + [
+        {
+            "batch_size": 64,
+            "feasible": False,
+            "oom_message": "OOM when allocating",
+            "step_time_s": math.nan,
+            "step_time_iqr_s": math.nan,
+            "examples_per_s": math.nan,
+            "scaling_efficiency": math.nan,
+        }
+    ]
     return ProbeResult(rows, {"model": "m"})
 
 
 def comparison():
-    table = pd.DataFrame([{
-        "scientific": "depth=1", "a_mean": 0.5, "a_std": 0.01, "a_n": 3, "a_infeasible": 0,
-        "b_mean": 0.4, "b_std": math.nan, "b_n": 1, "b_infeasible": 0, "difference": -0.1,
-        "noise": math.nan, "beats_noise": None, "better": "b",
-    }])
+    table = pd.DataFrame(
+        [
+            {
+                "scientific": "depth=1",
+                "a_mean": 0.5,
+                "a_std": 0.01,
+                "a_n": 3,
+                "a_infeasible": 0,
+                "b_mean": 0.4,
+                "b_std": math.nan,
+                "b_n": 1,
+                "b_infeasible": 0,
+                "difference": -0.1,
+                "noise": math.nan,
+                "beats_noise": None,
+                "better": "b",
+            }
+        ]
+    )
     return Comparison(table, "val_loss", "min", ("a", "b"))
 
 

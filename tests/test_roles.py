@@ -45,7 +45,9 @@ def one_sentence(message):
 
 def test_a_name_both_scientific_and_fixed_is_an_error(tmp_path):
     with pytest.raises(kp.RoleError, match="both scientific and fixed") as info:
-        tuner(tmp_path, build_with(layers), scientific={"num_layers": [1, 2]}, fixed={"num_layers": 2})
+        tuner(
+            tmp_path, build_with(layers), scientific={"num_layers": [1, 2]}, fixed={"num_layers": 2}
+        )
     assert one_sentence(info.value)
 
 
@@ -112,9 +114,7 @@ def test_a_scientific_value_outside_its_declaration_is_an_error(tmp_path):
 
 def test_a_scientific_hyperparameter_declared_fixed_is_an_error(tmp_path):
     with pytest.raises(kp.RoleError, match="hp.Fixed"):
-        tuner(
-            tmp_path, build_with(lambda hp: hp.Fixed("depth", 2)), scientific={"depth": [1, 2]}
-        )
+        tuner(tmp_path, build_with(lambda hp: hp.Fixed("depth", 2)), scientific={"depth": [1, 2]})
 
 
 def test_bad_search_and_budget_arguments(tmp_path):

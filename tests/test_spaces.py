@@ -34,7 +34,12 @@ def test_adam_tunes_what_the_budget_allows(budget, names):
 
 def test_adam_uses_the_trial_values_and_one_minus_beta():
     hp = kt.HyperParameters()
-    hp.values = {"learning_rate": 0.003, "one_minus_beta_1": 0.05, "epsilon": 1e-6, "one_minus_beta_2": 0.002}
+    hp.values = {
+        "learning_rate": 0.003,
+        "one_minus_beta_1": 0.05,
+        "epsilon": 1e-6,
+        "one_minus_beta_2": 0.002,
+    }
     optimizer = kp.spaces.adam(hp, 60)
     config = optimizer.get_config()
     assert config["learning_rate"] == pytest.approx(0.003)

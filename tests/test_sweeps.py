@@ -227,6 +227,13 @@ def test_warmup_sweep_runs_hold_the_target_after_the_ramp(digits_train):
 def test_a_fractional_hold_factor_rounds_the_run_length_up(digits_train):
     # 4 warmup steps held 1.5x as long: 4 + 6 steps; 2.2x: 4 + ceil(8.8) = 13.
     for hold_factor, steps in ((1.5, 10), (np.float32(2.2), 13)):
-        result = kp.warmup_sweep(small_mlp, digits_train, 0.1, [4], max_train_steps=100,
-                                 hold_factor=hold_factor, include_no_warmup=False)
+        result = kp.warmup_sweep(
+            small_mlp,
+            digits_train,
+            0.1,
+            [4],
+            max_train_steps=100,
+            hold_factor=hold_factor,
+            include_no_warmup=False,
+        )
         assert result.steps == steps

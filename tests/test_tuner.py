@@ -228,12 +228,16 @@ def test_a_real_error_confined_to_one_scientific_value_stops_the_study_and_is_a_
     )
     # Round-robin never fails three trials in a row across values, but three of
     # num_layers=3 in a row stop the study, with the original message.
-    with pytest.raises(RuntimeError, match=r"(?s)limit of 3 for num_layers=3.*a bug only three layers hit"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)limit of 3 for num_layers=3.*a bug only three layers hit"
+    ):
         tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     study = kp.Study.load(tmp_path / "one_bug")
     assert study.best_per_scientific()["failed"].tolist() == [0, 0, 3]
     (finding,) = [f for f in study.check() if f.code == "failed_trials"]
-    assert "num_layers=3: 3 of 3 trials (ValueError: a bug only three layers hit)" in finding.message
+    assert (
+        "num_layers=3: 3 of 3 trials (ValueError: a bug only three layers hit)" in finding.message
+    )
     assert finding.evidence["cells"][0]["failed"] == 3
 
 

@@ -21,14 +21,18 @@ def test_seed_accepts_what_numpy_accepts(good):
     assert type(validation.seed(good)) is int
 
 
-@pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**32, ValueError), ("0", TypeError),
-                                        (True, TypeError), (1.0, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [(-1, ValueError), (2**32, ValueError), ("0", TypeError), (True, TypeError), (1.0, TypeError)],
+)
 def test_seed_refuses_the_rest(bad, error):
     with pytest.raises(error, match=r"^seeds\[0\] must be a non-negative integer below 2\*\*32"):
         validation.seed(bad, "seeds[0]")
 
 
-@pytest.mark.parametrize("good", [[1, 2], (1, 2), np.array([1, 2]), range(1, 3), {1: 0, 2: 0}.keys()])
+@pytest.mark.parametrize(
+    "good", [[1, 2], (1, 2), np.array([1, 2]), range(1, 3), {1: 0, 2: 0}.keys()]
+)
 def test_sequence_accepts_collections(good):
     assert validation.sequence(good, "xs", "a list") == [1, 2]
 
@@ -56,7 +60,9 @@ def test_path_accepts_str_and_pathlike_only(tmp_path):
     assert validation.path(tmp_path, "directory") == str(tmp_path)
     assert validation.path("x", "directory") == "x"
     for bad in (3, None, b"x", pathlib.Path):
-        with pytest.raises(TypeError, match=r"^directory must be a str or os\.PathLike, got .*; pass "):
+        with pytest.raises(
+            TypeError, match=r"^directory must be a str or os\.PathLike, got .*; pass "
+        ):
             validation.path(bad, "directory")
 
 
@@ -90,7 +96,10 @@ def test_writable_file(tmp_path):
     assert validation.writable_file(tmp_path / "r.json", "--save") == str(tmp_path / "r.json")
     with pytest.raises(ValueError, match=r"^--save .* is a directory; pass the path of a file"):
         validation.writable_file(tmp_path, "--save")
-    with pytest.raises(ValueError, match=r"^--plot .*p\.png cannot be written: its folder .* is "
-                                         r"missing; pass a path in an existing directory\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--plot .*p\.png cannot be written: its folder .* is "
+        r"missing; pass a path in an existing directory\.$",
+    ):
         validation.writable_file(tmp_path / "missing" / "p.png", "--plot")
     assert not (tmp_path / "missing").exists()

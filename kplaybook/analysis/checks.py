@@ -725,11 +725,7 @@ def _fixed_optimizer_hparams(p):
         if roles.is_optimizer_hyperparameter(name):
             named[name] = ("fixed", value)
     for hp in study.hyperparameters:
-        if (
-            not hp.tunable
-            and hp.name not in named
-            and roles.is_optimizer_hyperparameter(hp.name)
-        ):
+        if not hp.tunable and hp.name not in named and roles.is_optimizer_hyperparameter(hp.name):
             named[hp.name] = ("fixed", hp.value)
     for name, values in study.scientific.items():
         if roles.is_optimizer_hyperparameter(name):
@@ -794,7 +790,9 @@ def _sensitivity(p):
                 f"the rest {mention('exploration_vs_exploitation')}.",
                 {
                     "hyperparameters": {
-                        name: [{"scientific": label, "total": t, "high": h} for label, t, h in shares]
+                        name: [
+                            {"scientific": label, "total": t, "high": h} for label, t, h in shares
+                        ]
                         for name, shares in insensitive
                     },
                     "threshold": INSENSITIVE_SHARE,
@@ -825,8 +823,14 @@ def _sensitivity(p):
                 f"{mention('exploration_vs_exploitation')}.",
                 {
                     "pairs": [
-                        {"scientific": label, "hp_a": a, "hp_b": b, "importance": share,
-                         "low": low, "high": high}
+                        {
+                            "scientific": label,
+                            "hp_a": a,
+                            "hp_b": b,
+                            "importance": share,
+                            "low": low,
+                            "high": high,
+                        }
                         for label, a, b, share, low, high in pairs
                     ],
                     "threshold": INTERACTION_SHARE,
@@ -856,7 +860,11 @@ def _joint_design(p):
             "Read each value's best as less tuned than in a nested study; confirm a winner "
             "with a nested study of the few best values, or with study.replicate() "
             f"{mention('creating_studies')}.",
-            {"completed_per_cell": dict(zip((p.cell_label(i) for i in range(len(p.cells))), counts))},
+            {
+                "completed_per_cell": dict(
+                    zip((p.cell_label(i) for i in range(len(p.cells))), counts)
+                )
+            },
             url("creating_studies"),
         )
     ]

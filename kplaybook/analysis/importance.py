@@ -114,7 +114,8 @@ def encode(p, dims, rows):
         raw = p.values(dim.name)[rows]
         column = np.full(len(rows), -1.0)
         active = np.array(
-            [v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw], dtype=bool
+            [v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw],
+            dtype=bool,
         )
         if dim.numeric:
             column[active] = dim.coordinate(raw[active].astype(float))
@@ -154,9 +155,7 @@ def _surrogate(kind, seed, d, kernel=None):
             length_scale=np.full(d, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5
         ) + WhiteKernel(1e-2, noise_level_bounds=(1e-8, 1.0))
         return GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
-    return RandomForestRegressor(
-        n_estimators=100, max_features=0.5, random_state=seed, n_jobs=1
-    )
+    return RandomForestRegressor(n_estimators=100, max_features=0.5, random_state=seed, n_jobs=1)
 
 
 def _marginal_sampler(x):
@@ -206,8 +205,17 @@ def _sobol(model, sample, d, seed, samples, pairs_wanted=True):
     return first, total, pairs
 
 
-def decompose(x, y, names, label="all trials", surrogate="gp", seed=0, bootstrap=BOOTSTRAP,
-              samples=SAMPLES, imputed=0):
+def decompose(
+    x,
+    y,
+    names,
+    label="all trials",
+    surrogate="gp",
+    seed=0,
+    bootstrap=BOOTSTRAP,
+    samples=SAMPLES,
+    imputed=0,
+):
     """The `ImportanceData` of points `x` (n, d) with objective `y` (lower is better).
 
     Raises:
@@ -250,7 +258,7 @@ def _decompose(x, y, names, label, surrogate, seed, bootstrap, samples, imputed)
         f, t, p = _sobol(refit, sample, d, seed + r + 1, samples // 2, pairs_wanted=False)
         firsts.append(f)
         totals.append(t)
-        for (i, j) in pairs:
+        for i, j in pairs:
             m = int(math.log2(samples // 2))
             pair_draws[(i, j)].append(_pair(refit, sample, d, i, j, f, seed + r + 1, m))
     if firsts:
@@ -261,7 +269,11 @@ def _decompose(x, y, names, label, surrogate, seed, bootstrap, samples, imputed)
     pair_out = {}
     for key, share in pairs.items():
         draws = pair_draws[key] or [share]
-        pair_out[key] = (share, float(np.quantile(draws, INTERVAL[0])), float(np.quantile(draws, INTERVAL[1])))
+        pair_out[key] = (
+            share,
+            float(np.quantile(draws, INTERVAL[0])),
+            float(np.quantile(draws, INTERVAL[1])),
+        )
     # The interval spans the estimates themselves: alone (low end) to with interactions.
     low = np.minimum(low, np.minimum(first, total))
     high = np.maximum(high, np.maximum(first, total))
@@ -328,7 +340,10 @@ def importance_data(study, by_scientific=False, infeasible="worst", surrogate="g
         bad = np.flatnonzero(mask & p.infeasible) if infeasible == "worst" else np.zeros(0, int)
         rows = np.concatenate([completed, bad])
         y = np.concatenate(
-            [p.loss[completed], np.full(len(bad), p.loss[completed].max() if len(completed) else 0.0)]
+            [
+                p.loss[completed],
+                np.full(len(bad), p.loss[completed].max() if len(completed) else 0.0),
+            ]
         )
         try:
             if not dims:
@@ -336,8 +351,15 @@ def importance_data(study, by_scientific=False, infeasible="worst", surrogate="g
             if not len(completed):
                 raise TooFewTrials(f"{label} has no completed trial; nothing to decompose.")
             results.append(
-                decompose(encode(p, dims, rows), y, [d.name for d in dims], label, surrogate,
-                          seed, imputed=len(bad))
+                decompose(
+                    encode(p, dims, rows),
+                    y,
+                    [d.name for d in dims],
+                    label,
+                    surrogate,
+                    seed,
+                    imputed=len(bad),
+                )
             )
         except TooFewTrials as e:
             errors.append(str(e))
@@ -363,8 +385,10 @@ def importance_frame(results):
                     "trials": r.trials,
                 }
             )
-    frame = pd.DataFrame(rows, columns=["scientific", "hyperparameter", "importance", "total",
-                                        "low", "high", "trials"])
+    frame = pd.DataFrame(
+        rows,
+        columns=["scientific", "hyperparameter", "importance", "total", "low", "high", "trials"],
+    )
     frame = frame.sort_values(["scientific", "total"], ascending=[True, False], kind="stable")
     if len(results) == 1:
         frame = frame.drop(columns="scientific")

@@ -468,8 +468,16 @@ def importance_plot_data(study, by_scientific=False, **kwargs):
             a, b = position[i], position[j]
             pairs[a, b] = pairs[b, a] = share
         panels.append(
-            ImportancePanel(r.label, names, r.first[order], r.total[order], r.low[order],
-                            r.high[order], pairs, r.trials)
+            ImportancePanel(
+                r.label,
+                names,
+                r.first[order],
+                r.total[order],
+                r.low[order],
+                r.high[order],
+                pairs,
+                r.trials,
+            )
         )
     return panels
 
@@ -501,7 +509,9 @@ def contour_plot_data(study, hp_x, hp_y):
     by_name = {dim.name: dim for dim in p.dimensions}
     dims = [by_name[hp_x], by_name[hp_y]]
     done = np.flatnonzero(p.completed & np.isfinite(p.loss))
-    done = done[[all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in done]]
+    done = done[
+        [all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in done]
+    ]
     if len(done) < 3:
         raise ValueError(
             f"Study {study.name!r} has {len(done)} completed trials with both {hp_x} and {hp_y}; "
@@ -517,7 +527,13 @@ def contour_plot_data(study, hp_x, hp_y):
         else:
             codes = np.unique(points[:, k])
             categories = importance.categories(p, dim)
-            axes.append((codes, np.arange(len(codes), dtype=float), [categories[int(round(c * max(len(categories) - 1, 1)))] for c in codes]))
+            axes.append(
+                (
+                    codes,
+                    np.arange(len(codes), dtype=float),
+                    [categories[int(round(c * max(len(categories) - 1, 1)))] for c in codes],
+                )
+            )
     (ux, gx, cx), (uy, gy, cy) = axes
     mesh = np.array([[a, b] for b in uy for a in ux])
     z = p.sign * surface(mesh).reshape(len(uy), len(ux))
@@ -529,7 +545,9 @@ def contour_plot_data(study, hp_x, hp_y):
         return np.array([float(np.argmin(np.abs(codes - c))) for c in encoded])
 
     bad = np.flatnonzero(p.infeasible)
-    bad = bad[[all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in bad]]
+    bad = bad[
+        [all(checks._is_value(v) for v in (p.values(hp_x)[r], p.values(hp_y)[r])) for r in bad]
+    ]
     return ContourData(
         hp_x=hp_x,
         hp_y=hp_y,

@@ -227,16 +227,29 @@ def render_sampling(panels, title=None):
 
 def render_importance(panels, title=None):
     """Importance bars (alone and with interactions, intervals as error bars), pairs as a heat map."""
-    fig = Figure(figsize=(10.5, 3.2 + 0.9 * len(panels) + 0.25 * max((len(p.names) for p in panels), default=1) * len(panels)), layout="constrained")
+    fig = Figure(
+        figsize=(
+            10.5,
+            3.2
+            + 0.9 * len(panels)
+            + 0.25 * max((len(p.names) for p in panels), default=1) * len(panels),
+        ),
+        layout="constrained",
+    )
     axes = fig.subplots(len(panels), 2, squeeze=False, width_ratios=[3, 2])
     for (bars, heat), panel in zip(axes, panels):
         y = np.arange(len(panel.names))[::-1]
         bars.barh(y + 0.18, panel.first, height=0.36, color="C0", label="alone")
-        bars.barh(y - 0.18, panel.total, height=0.36, color="C1", alpha=0.7, label="with interactions")
+        bars.barh(
+            y - 0.18, panel.total, height=0.36, color="C1", alpha=0.7, label="with interactions"
+        )
         bars.errorbar(
             panel.total,
             y - 0.18,
-            xerr=[np.clip(panel.total - panel.low, 0, None), np.clip(panel.high - panel.total, 0, None)],
+            xerr=[
+                np.clip(panel.total - panel.low, 0, None),
+                np.clip(panel.high - panel.total, 0, None),
+            ],
             fmt="none",
             ecolor="0.3",
             capsize=3,
@@ -267,8 +280,13 @@ def render_contour(data, title=None):
     ax.scatter(data.x, data.y, c="white", edgecolor="black", s=24, label="completed trials")
     if len(data.infeasible_x):
         ax.scatter(
-            data.infeasible_x, data.infeasible_y, marker="X", s=60, color=_INFEASIBLE,
-            edgecolor="#a02020", label="infeasible trials",
+            data.infeasible_x,
+            data.infeasible_y,
+            marker="X",
+            s=60,
+            color=_INFEASIBLE,
+            edgecolor="#a02020",
+            label="infeasible trials",
         )
     for axis, log, categories, grid, setter in (
         (ax.xaxis, data.log_x, data.categories_x, data.grid_x, ax.set_xscale),

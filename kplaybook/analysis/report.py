@@ -60,9 +60,7 @@ def spreadsheet_row(study):
     if best_id is not None:
         best = study.trial(best_id)
         best_value, best_trial = best.score, best.trial_id
-        best_scientific = (
-            ", ".join(f"{n}={best.values.get(n)}" for n in study.scientific) or None
-        )
+        best_scientific = ", ".join(f"{n}={best.values.get(n)}" for n in study.scientific) or None
     notes = study.notes
     return {
         "study": study.name,

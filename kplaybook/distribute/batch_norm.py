@@ -76,7 +76,7 @@ def sync_batch_norm(model):
             SyncBatchNormError,
             f"sync_batch_norm cannot rebuild {type(model).__name__}, a subclassed "
             "keras.Model (only Functional and Sequential models can be cloned); create "
-            "its layers as BatchNormalization(synchronized=True) in the model itself."
+            "its layers as BatchNormalization(synchronized=True) in the model itself.",
         )
 
     pairs = []  # (original, copy) for every leaf layer, to copy the weights afterwards
@@ -92,7 +92,7 @@ def sync_batch_norm(model):
                 SyncBatchNormError,
                 f"sync_batch_norm cannot re-create layer {layer.name!r} "
                 f"({type(layer).__name__}) from its config ({e}); give it a complete "
-                "get_config() or create BatchNormalization(synchronized=True) yourself."
+                "get_config() or create BatchNormalization(synchronized=True) yourself.",
             ) from e
         pairs.append((layer, new))
         return new
@@ -118,7 +118,7 @@ def sync_batch_norm(model):
             SyncBatchNormError,
             f"sync_batch_norm cannot rebuild {type(model).__name__} with its own class "
             "(its constructor does not take inputs and outputs); create its layers as "
-            "BatchNormalization(synchronized=True) in the model itself."
+            "BatchNormalization(synchronized=True) in the model itself.",
         )
     left = [layer.name for layer in _all_layers(clone) if _is_plain_bn(layer)]
     if left:
@@ -126,7 +126,7 @@ def sync_batch_norm(model):
             SyncBatchNormError,
             f"sync_batch_norm cannot convert the batch norm layers {left} because they sit "
             "inside a subclassed model or custom layer; create them as "
-            "BatchNormalization(synchronized=True) in that layer itself."
+            "BatchNormalization(synchronized=True) in that layer itself.",
         )
 
     if model.built and not clone.built:
@@ -163,7 +163,7 @@ def _compile_like(clone, model):
                 SyncBatchNormError,
                 f"sync_batch_norm cannot re-create the optimizer {type(optimizer).__name__} "
                 "from its config and it already holds the input model's state; convert "
-                "the model before training or register the optimizer's custom objects."
+                "the model before training or register the optimizer's custom objects.",
             )
         config["optimizer"] = fresh
     for key in ("metrics", "weighted_metrics"):

@@ -212,7 +212,9 @@ class ProbeResult(Result):
     @classmethod
     def load(cls, path, from_cache=False):
         """Read a result written by `save` (kplaybook 0.1's files too)."""
-        data = files.read_json(os.fspath(path), "probe again or pass a file ProbeResult.save() wrote")
+        data = files.read_json(
+            os.fspath(path), "probe again or pass a file ProbeResult.save() wrote"
+        )
         if isinstance(data, dict) and "kind" not in data and {"rows", "config"} <= set(data):
             return cls.from_json(data, from_cache=from_cache)  # written by kplaybook 0.1
         result = super().load(path)

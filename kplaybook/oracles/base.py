@@ -278,9 +278,7 @@ class PlaybookOracle(kt.Oracle):
         for trial_id in rebuilt:
             self._save_trial(self.trials[trial_id])
         for repair in repairs:
-            warnings.warn(
-                f"Resuming {self._project_dir}: {repair}.", PlaybookWarning, stacklevel=2
-            )
+            warnings.warn(f"Resuming {self._project_dir}: {repair}.", PlaybookWarning, stacklevel=2)
         if repairs:
             self.save()
 

@@ -172,9 +172,11 @@ def _propose(feasible, losses, infeasible, pending, d, rng, seed):
     if len(feasible) < 2:
         # Nothing to model the objective on: the most likely feasible point,
         # away from the points already tried.
-        tried = np.vstack([p for p in (feasible, infeasible, pending) if len(p)]) if (
-            len(feasible) + len(infeasible) + len(pending)
-        ) else np.zeros((0, d))
+        tried = (
+            np.vstack([p for p in (feasible, infeasible, pending) if len(p)])
+            if (len(feasible) + len(infeasible) + len(pending))
+            else np.zeros((0, d))
+        )
         spread = _distance_to(candidates, tried)
         score = feasibility * (1e-6 + spread)
         best = int(np.argmax(score))
@@ -273,7 +275,12 @@ class Observations:
         def stack(points):
             return np.array(points) if points else np.zeros((0, d))
 
-        return stack(self.feasible), np.array(self.losses), stack(self.infeasible), stack(self.pending)
+        return (
+            stack(self.feasible),
+            np.array(self.losses),
+            stack(self.infeasible),
+            stack(self.pending),
+        )
 
     @property
     def finished(self):

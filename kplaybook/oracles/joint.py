@@ -58,7 +58,11 @@ def check_joint_scientific(scientific):
     for name, spec in scientific.items():
         if spec is None:
             ranges[name] = None
-        elif isinstance(spec, tuple) and len(spec) == 2 and all(validation.is_number(v) for v in spec):
+        elif (
+            isinstance(spec, tuple)
+            and len(spec) == 2
+            and all(validation.is_number(v) for v in spec)
+        ):
             low, high = (float(v) if isinstance(v, float) else v for v in spec)
             if not low < high:
                 raise fatal(
@@ -186,7 +190,9 @@ class JointStudyOracle(PlaybookOracle):
         for hp in space.space:
             if hp.name in self.lists:
                 values = self.lists[hp.name]
-                ordered = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                ordered = all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+                )
                 hp = hp_module.Choice(hp.name, values, ordered=ordered, conditions=hp.conditions)
             elif hp.name in self.ranges:
                 hp = _ranged(hp, self.ranges[hp.name])
@@ -243,7 +249,10 @@ class JointStudyOracle(PlaybookOracle):
         )
         if self.search == "bayesian" and finished + len(self._warm) >= self._initial_points():
             values = self.bayesian_values(
-                self.hyperparameters, {}, list(self.trials), self._warm,
+                self.hyperparameters,
+                {},
+                list(self.trials),
+                self._warm,
                 stream_seed(self.seed, len(self.trials)),
             )
             return {"status": trial_module.TrialStatus.RUNNING, "values": values}
@@ -319,7 +328,19 @@ def _ranged(hp, bounds):
             f"[{hp.min_value}, {hp.max_value}]; widen the declaration or the range.",
         )
     if isinstance(hp, hp_module.Int):
-        return hp_module.Int(hp.name, int(math.ceil(low)), int(math.floor(high)), step=hp.step,
-                             sampling=hp.sampling, conditions=hp.conditions)
-    return hp_module.Float(hp.name, float(low), float(high), step=hp.step, sampling=hp.sampling,
-                           conditions=hp.conditions)
+        return hp_module.Int(
+            hp.name,
+            int(math.ceil(low)),
+            int(math.floor(high)),
+            step=hp.step,
+            sampling=hp.sampling,
+            conditions=hp.conditions,
+        )
+    return hp_module.Float(
+        hp.name,
+        float(low),
+        float(high),
+        step=hp.step,
+        sampling=hp.sampling,
+        conditions=hp.conditions,
+    )

@@ -384,4 +384,3 @@ class NestedStudyOracle(PlaybookOracle):
         self._point_index = list(saved.get("point_index", range(points)))
         self._roles_applied = saved["roles_applied"]
         self._samplers = {}
-

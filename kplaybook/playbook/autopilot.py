@@ -165,7 +165,9 @@ class Playbook:
         learning_rate=None,
     ):
         if hypermodel is None:
-            raise ValueError("hypermodel is None; pass a keras_tuner.HyperModel or a build(hp) function.")
+            raise ValueError(
+                "hypermodel is None; pass a keras_tuner.HyperModel or a build(hp) function."
+            )
         self.hypermodel = hm_module.get_hypermodel(hypermodel)
         objective = obj_module.create_objective(objective)
         if not isinstance(objective, obj_module.Objective) or isinstance(
@@ -197,7 +199,9 @@ class Playbook:
         self.replicate_seeds = validation.integer(replicate_seeds, "replicate_seeds", minimum=2)
         self.final_seeds = validation.positive_int(final_seeds, "final_seeds")
         if learning_rate is not None and not isinstance(learning_rate, str):
-            raise TypeError(f"learning_rate must be a hyperparameter's name, got {learning_rate!r}.")
+            raise TypeError(
+                f"learning_rate must be a hyperparameter's name, got {learning_rate!r}."
+            )
         self.learning_rate = learning_rate
         needed = minimum_budget(goals, self.replicate_seeds, self.final_seeds)
         if self.max_trials < needed:
@@ -216,7 +220,9 @@ class Playbook:
         self.verbose = False
         self._state = None
         if os.path.exists(self.path):
-            self._state = files.read_json(self.path, "restore it, or start over with overwrite=True")
+            self._state = files.read_json(
+                self.path, "restore it, or start over with overwrite=True"
+            )
             if self._state.get("result"):
                 self.result = PlaybookResult.from_json(self._state["result"])
 
@@ -250,8 +256,16 @@ class Playbook:
     def _open(self, config):
         os.makedirs(self.directory, exist_ok=True)
         if self._state is None:
-            self._state = {"format": 1, "config": config, "decisions": [], "plans": {},
-                           "spent": {}, "settings": {}, "final_runs": [], "result": None}
+            self._state = {
+                "format": 1,
+                "config": config,
+                "decisions": [],
+                "plans": {},
+                "spent": {},
+                "settings": {},
+                "final_runs": [],
+                "result": None,
+            }
             self._save()
             return
         saved = self._state.get("config", {})
@@ -315,8 +329,19 @@ class Playbook:
 
     # -- the run ------------------------------------------------------------------
 
-    def run(self, x=None, y=None, *, validation_data=None, epochs=10, batch_size=None,
-            callbacks=None, max_epochs=None, verbose=True, **fit_kwargs):
+    def run(
+        self,
+        x=None,
+        y=None,
+        *,
+        validation_data=None,
+        epochs=10,
+        batch_size=None,
+        callbacks=None,
+        max_epochs=None,
+        verbose=True,
+        **fit_kwargs,
+    ):
         """Runs (or resumes) the playbook; returns a `kp.PlaybookResult`.
 
         Args:
@@ -350,7 +375,9 @@ class Playbook:
             max_epochs if max_epochs is not None else 4 * epochs, "max_epochs"
         )
         if max_epochs < epochs:
-            raise ValueError(f"max_epochs={max_epochs} is below epochs={epochs}; pass max_epochs >= epochs.")
+            raise ValueError(
+                f"max_epochs={max_epochs} is below epochs={epochs}; pass max_epochs >= epochs."
+            )
         if batch_size is not None:
             batch_size = validation.positive_int(batch_size, "batch_size")
         elif not hasattr(x, "__len__") or y is None:
@@ -364,7 +391,9 @@ class Playbook:
         self._fit = dict(fit_kwargs, x=x, y=y, validation_data=validation_data)
         self._callbacks = list(callbacks or [])
         declared = self._check_goals()
-        self._open(self._config({"epochs": epochs, "batch_size": batch_size, "max_epochs": max_epochs}))
+        self._open(
+            self._config({"epochs": epochs, "batch_size": batch_size, "max_epochs": max_epochs})
+        )
         self._declared = declared
         run = _RunState(epochs=epochs, max_epochs=max_epochs, batch_size=batch_size)
         if run.batch_size is None:
@@ -386,8 +415,12 @@ class Playbook:
         """Every goal's names are declared by build(hp) or HyperModel.fit: checked before any training."""
         with tempfile.TemporaryDirectory() as scratch:
             tuner = PlaybookTuner(
-                self.hypermodel, objective=kt.Objective(self.objective, self.direction),
-                scientific={}, trials_per_study=1, directory=scratch, project_name="space",
+                self.hypermodel,
+                objective=kt.Objective(self.objective, self.direction),
+                scientific={},
+                trials_per_study=1,
+                directory=scratch,
+                project_name="space",
             )
             kwargs = {k: v for k, v in self._fit.items() if v is not None}
             tuner.discover_space(**kwargs)
@@ -427,13 +460,20 @@ class Playbook:
             result = probe_batch_sizes(build, (x, self._fit.get("y")), max_batch_size=max(cap, 8))
             self._state["spent"][key] = len(result.rows)
             decision = Decision(
-                "setup", "batch_size",
+                "setup",
+                "batch_size",
                 f"The probe recommends batch size {result.recommended}, the largest that still "
                 "raised throughput; it is fixed for every stage (the playbook never tunes it).",
-                {"recommended": result.recommended, "max_feasible": result.max_feasible,
-                 "table": result.to_dataframe().to_dict("records"), "trainings": len(result.rows),
-                 "reference": url("batch_size")},
-                None, key, {"batch_size": result.recommended},
+                {
+                    "recommended": result.recommended,
+                    "max_feasible": result.max_feasible,
+                    "table": result.to_dataframe().to_dict("records"),
+                    "trainings": len(result.rows),
+                    "reference": url("batch_size"),
+                },
+                None,
+                key,
+                {"batch_size": result.recommended},
             )
         decision = self._decide(decision)
         run.apply(decision.changes)
@@ -450,22 +490,34 @@ class Playbook:
         for round_ in range(MAX_ROUNDS):
             key = f"{stage}/round:{round_}"
             name = f"{index + 1:02d}_{goal.name}_r{study_round}"
-            already = len(StudyReader.load(os.path.join(self.directory, name)).trial_ids) if (
-                study is not None and study.name == name) else 0
-            tps = self._plan(f"{key}/trials_per_value",
-                             min(trials_per_value, (self._goal_budget(index) + already) // cells))
-            if tps < MIN_TRIALS_PER_ROUND or (study is not None and study.name == name
-                                               and tps <= study.config["trials_per_study"]):
+            already = (
+                len(StudyReader.load(os.path.join(self.directory, name)).trial_ids)
+                if (study is not None and study.name == name)
+                else 0
+            )
+            tps = self._plan(
+                f"{key}/trials_per_value",
+                min(trials_per_value, (self._goal_budget(index) + already) // cells),
+            )
+            if tps < MIN_TRIALS_PER_ROUND or (
+                study is not None and study.name == name and tps <= study.config["trials_per_study"]
+            ):
                 if study is None:
-                    return self._decide(Decision(
-                        stage, "stop_budget",
-                        f"{max(self._left(), 0)} trainings are left: too few for a round of goal "
-                        f"{goal.name!r} ({cells} values x {MIN_TRIALS_PER_ROUND} trials) and its "
-                        "replicates.",
-                        {"trials_used": self.trials_used(), "max_trials": self.max_trials},
-                        None, key,
-                    ))
-                caveats.append(f"The budget left no room to act on the findings of round {round_ - 1}.")
+                    return self._decide(
+                        Decision(
+                            stage,
+                            "stop_budget",
+                            f"{max(self._left(), 0)} trainings are left: too few for a round of goal "
+                            f"{goal.name!r} ({cells} values x {MIN_TRIALS_PER_ROUND} trials) and its "
+                            "replicates.",
+                            {"trials_used": self.trials_used(), "max_trials": self.max_trials},
+                            None,
+                            key,
+                        )
+                    )
+                caveats.append(
+                    f"The budget left no room to act on the findings of round {round_ - 1}."
+                )
                 break
             settings = run.settings()
             study = self._search(self._tuner(goal, name, run, tps), settings)
@@ -497,7 +549,7 @@ class Playbook:
         """
         goal = self.goals[index]
         stage = f"goal:{goal.name}"
-        later = self.goals[index + 1:]
+        later = self.goals[index + 1 :]
         later_minimum = minimum_budget(later, self.replicate_seeds, 0)
         key = f"{stage}/budget"
         if key not in self._state["plans"]:
@@ -553,8 +605,12 @@ class Playbook:
             remedies.append(Warmup(settings["warmup_steps"]))
         if settings["clipping"]:
             remedies.append(GradientClipping(percentile=90))
-        kwargs.update(epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0,
-                      callbacks=[*self._callbacks, *remedies])
+        kwargs.update(
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            verbose=0,
+            callbacks=[*self._callbacks, *remedies],
+        )
         return kwargs
 
     def _search(self, tuner, settings):
@@ -583,55 +639,100 @@ class Playbook:
             if new is None:
                 continue
             counts[("widen", hp.name)] = counts.get(("widen", hp.name), 0) + 1
-            decisions.append(Decision(
-                stage, "widen",
-                f"The best trials sit at the {edge} edge of {hp.name}'s range "
-                f"[{_fmt(hp.min_value)}, {_fmt(hp.max_value)}]: widen it to "
-                f"[{_fmt(new[0])}, {_fmt(new[1])}] and run the round again.",
-                {"finding": "boundary", "best_objective": best_objective, **evidence,
-                 "range": [hp.min_value, hp.max_value], "new_range": new,
-                 "reference": url("search_space_boundaries")},
-                study.directory, f"{key}/widen:{hp.name}", {"ranges": {hp.name: new}},
-            ))
+            decisions.append(
+                Decision(
+                    stage,
+                    "widen",
+                    f"The best trials sit at the {edge} edge of {hp.name}'s range "
+                    f"[{_fmt(hp.min_value)}, {_fmt(hp.max_value)}]: widen it to "
+                    f"[{_fmt(new[0])}, {_fmt(new[1])}] and run the round again.",
+                    {
+                        "finding": "boundary",
+                        "best_objective": best_objective,
+                        **evidence,
+                        "range": [hp.min_value, hp.max_value],
+                        "new_range": new,
+                        "reference": url("search_space_boundaries"),
+                    },
+                    study.directory,
+                    f"{key}/widen:{hp.name}",
+                    {"ranges": {hp.name: new}},
+                )
+            )
         length = decide.training_length(findings)
-        codes = [f.code for f in findings if f.code in decide.LENGTH_CODES[length]] if length else []
+        codes = (
+            [f.code for f in findings if f.code in decide.LENGTH_CODES[length]] if length else []
+        )
         if length == "longer" and counts.get("longer_training", 0) < MAX_REPEATS["longer_training"]:
             epochs = min(run.epochs * 2, run.max_epochs)
             if epochs > run.epochs:
                 counts["longer_training"] = counts.get("longer_training", 0) + 1
-                decisions.append(Decision(
-                    stage, "longer_training",
-                    f"The best trials were still improving at the end of {run.epochs} epochs "
-                    f"({', '.join(codes)}): train {epochs} epochs.",
-                    {"findings": codes, "epochs": run.epochs, "new_epochs": epochs,
-                     "best_objective": best_objective, "reference": url("how_long_to_train")},
-                    study.directory, f"{key}/epochs", {"epochs": epochs},
-                ))
-        elif length == "shorter" and counts.get("shorter_training", 0) < MAX_REPEATS["shorter_training"]:
+                decisions.append(
+                    Decision(
+                        stage,
+                        "longer_training",
+                        f"The best trials were still improving at the end of {run.epochs} epochs "
+                        f"({', '.join(codes)}): train {epochs} epochs.",
+                        {
+                            "findings": codes,
+                            "epochs": run.epochs,
+                            "new_epochs": epochs,
+                            "best_objective": best_objective,
+                            "reference": url("how_long_to_train"),
+                        },
+                        study.directory,
+                        f"{key}/epochs",
+                        {"epochs": epochs},
+                    )
+                )
+        elif (
+            length == "shorter"
+            and counts.get("shorter_training", 0) < MAX_REPEATS["shorter_training"]
+        ):
             epochs = max(1, run.epochs // 2)
             if epochs < run.epochs:
                 counts["shorter_training"] = counts.get("shorter_training", 0) + 1
-                decisions.append(Decision(
-                    stage, "shorter_training",
-                    f"The best trials stopped improving early in {run.epochs} epochs "
-                    f"({', '.join(codes)}): train {epochs} epochs.",
-                    {"findings": codes, "epochs": run.epochs, "new_epochs": epochs,
-                     "best_objective": best_objective, "reference": url("how_long_to_train")},
-                    study.directory, f"{key}/epochs", {"epochs": epochs},
-                ))
+                decisions.append(
+                    Decision(
+                        stage,
+                        "shorter_training",
+                        f"The best trials stopped improving early in {run.epochs} epochs "
+                        f"({', '.join(codes)}): train {epochs} epochs.",
+                        {
+                            "findings": codes,
+                            "epochs": run.epochs,
+                            "new_epochs": epochs,
+                            "best_objective": best_objective,
+                            "reference": url("how_long_to_train"),
+                        },
+                        study.directory,
+                        f"{key}/epochs",
+                        {"epochs": epochs},
+                    )
+                )
         sparse = [f for f in findings if f.code == "sampling_density"]
         if sparse and not decisions and counts.get("more_trials", 0) < MAX_REPEATS["more_trials"]:
             counts["more_trials"] = counts.get("more_trials", 0) + 1
             current = study.config["trials_per_study"]
             tps = current + max(2, self.trials_per_study // 2)
-            decisions.append(Decision(
-                stage, "more_trials",
-                f"{sparse[0].message.rstrip('.')}: run {tps} trials per value instead of {current}.",
-                {"finding": "sampling_density", "trials_per_study": current,
-                 "new_trials_per_study": tps, "best_objective": best_objective,
-                 **sparse[0].evidence, "reference": url("sampling_enough")},
-                study.directory, f"{key}/more_trials", {"trials_per_study": tps},
-            ))
+            decisions.append(
+                Decision(
+                    stage,
+                    "more_trials",
+                    f"{sparse[0].message.rstrip('.')}: run {tps} trials per value instead of {current}.",
+                    {
+                        "finding": "sampling_density",
+                        "trials_per_study": current,
+                        "new_trials_per_study": tps,
+                        "best_objective": best_objective,
+                        **sparse[0].evidence,
+                        "reference": url("sampling_enough"),
+                    },
+                    study.directory,
+                    f"{key}/more_trials",
+                    {"trials_per_study": tps},
+                )
+            )
         return [self._decide(d) for d in decisions]
 
     # -- instability ------------------------------------------------------------
@@ -656,9 +757,14 @@ class Playbook:
         learning_rate = self._learning_rate_name(name, threshold)
         hp = next((h for h in study.hyperparameters if h.name == name), None)
         best = study.best_trial_id()
-        base = {"finding": "infeasible_fraction", "hyperparameter": name, "threshold": threshold,
-                "best_objective": study.trial(best).score if best is not None else None,
-                "infeasible": evidence.get("infeasible"), "fraction": evidence.get("fraction")}
+        base = {
+            "finding": "infeasible_fraction",
+            "hyperparameter": name,
+            "threshold": threshold,
+            "best_objective": study.trial(best).score if best is not None else None,
+            "infeasible": evidence.get("infeasible"),
+            "fraction": evidence.get("fraction"),
+        }
         above = f"every trial with {name} >= {threshold:.4g} diverged"
         if not counts.get("warmup") and not run.warmup_steps and not run.clipping:
             counts["warmup"] = 1
@@ -668,46 +774,75 @@ class Playbook:
             if name == learning_rate:
                 found = self._warmup_sweep(study, threshold, run, f"{key}/remedy")
             else:
-                found = {"warmup": None, "trainings": 0,
-                         "why": f"the edge is on {name}, not on the learning rate {learning_rate}"}
+                found = {
+                    "warmup": None,
+                    "trainings": 0,
+                    "why": f"the edge is on {name}, not on the learning rate {learning_rate}",
+                }
             if found["warmup"]:
-                return [Decision(
-                    stage, "warmup",
-                    f"In round {key.rsplit(':', 1)[1]} {above}; a warmup of {found['warmup']} steps "
-                    f"makes {learning_rate}={threshold:.4g} train stably (kp.warmup_sweep), so every "
-                    "later trial warms up.",
-                    {**base, **found, "reference": url("warmup")},
-                    study.directory, f"{key}/remedy", {"warmup_steps": found["warmup"]},
-                )]
+                return [
+                    Decision(
+                        stage,
+                        "warmup",
+                        f"In round {key.rsplit(':', 1)[1]} {above}; a warmup of {found['warmup']} steps "
+                        f"makes {learning_rate}={threshold:.4g} train stably (kp.warmup_sweep), so every "
+                        "later trial warms up.",
+                        {**base, **found, "reference": url("warmup")},
+                        study.directory,
+                        f"{key}/remedy",
+                        {"warmup_steps": found["warmup"]},
+                    )
+                ]
             counts["clipping"] = 1
-            return [Decision(
-                stage, "clipping",
-                f"{above.capitalize()} and no warmup made it stable ({found['why']}): clip "
-                "gradients at the 90th percentile of their norms in every later trial.",
-                {**base, **found, "reference": url("gradient_clipping")},
-                study.directory, f"{key}/remedy", {"clipping": True},
-            )]
+            return [
+                Decision(
+                    stage,
+                    "clipping",
+                    f"{above.capitalize()} and no warmup made it stable ({found['why']}): clip "
+                    "gradients at the 90th percentile of their norms in every later trial.",
+                    {**base, **found, "reference": url("gradient_clipping")},
+                    study.directory,
+                    f"{key}/remedy",
+                    {"clipping": True},
+                )
+            ]
         if not counts.get("clipping") and not run.clipping:
             counts["clipping"] = 1
-            return [self._decide(Decision(
-                stage, "clipping",
-                f"With a warmup {above} still: clip gradients at the 90th percentile of their "
-                "norms in every later trial.",
-                {**base, "reference": url("gradient_clipping")},
-                study.directory, f"{key}/clipping", {"clipping": True},
-            ))]
+            return [
+                self._decide(
+                    Decision(
+                        stage,
+                        "clipping",
+                        f"With a warmup {above} still: clip gradients at the 90th percentile of their "
+                        "norms in every later trial.",
+                        {**base, "reference": url("gradient_clipping")},
+                        study.directory,
+                        f"{key}/clipping",
+                        {"clipping": True},
+                    )
+                )
+            ]
         if not counts.get("narrow") and hp is not None:
             counts["narrow"] = 1
             new = decide.capped(hp, threshold)
             if new is not None:
-                return [Decision(
-                    stage, "narrow",
-                    f"With the remedies {above} still: cap {name}'s range at {_fmt(new[1])}, "
-                    "below the edge (the playbook's last resort).",
-                    {**base, "range": [hp.min_value, hp.max_value], "new_range": new,
-                     "reference": url("instability_fixes")},
-                    study.directory, f"{key}/narrow", {"ranges": {name: new}, "capped": [name]},
-                )]
+                return [
+                    Decision(
+                        stage,
+                        "narrow",
+                        f"With the remedies {above} still: cap {name}'s range at {_fmt(new[1])}, "
+                        "below the edge (the playbook's last resort).",
+                        {
+                            **base,
+                            "range": [hp.min_value, hp.max_value],
+                            "new_range": new,
+                            "reference": url("instability_fixes"),
+                        },
+                        study.directory,
+                        f"{key}/narrow",
+                        {"ranges": {name: new}, "capped": [name]},
+                    )
+                ]
         return []
 
     def _warmup_sweep(self, study, threshold, run, key):
@@ -719,21 +854,34 @@ class Playbook:
         probe = self.hypermodel.build(hp.copy())
         runner.fresh_session()
         if float_learning_rate(getattr(probe, "optimizer", None)) is None:
-            return {"warmup": None, "trainings": 0,
-                    "why": "the optimizer has a learning-rate schedule, which a warmup callback "
-                    "cannot ramp"}
+            return {
+                "warmup": None,
+                "trainings": 0,
+                "why": "the optimizer has a learning-rate schedule, which a warmup callback "
+                "cannot ramp",
+            }
         x = self._fit.get("x")
         if not hasattr(x, "__len__"):
-            return {"warmup": None, "trainings": 0,
-                    "why": "the sweep needs x as arrays to count the training steps"}
+            return {
+                "warmup": None,
+                "trainings": 0,
+                "why": "the sweep needs x as arrays to count the training steps",
+            }
         max_steps = run.epochs * max(1, math.ceil(len(x) / run.batch_size))
         warmups = [w for w in WARMUP_CANDIDATES if w <= 0.1 * max_steps]
         if not warmups:
-            return {"warmup": None, "trainings": 0, "why": f"training is only {max_steps} steps long"}
+            return {
+                "warmup": None,
+                "trainings": 0,
+                "why": f"training is only {max_steps} steps long",
+            }
         cost = len(warmups) + 1
         if cost > self._left():
-            return {"warmup": None, "trainings": 0,
-                    "why": f"the budget cannot pay for its {cost} runs"}
+            return {
+                "warmup": None,
+                "trainings": 0,
+                "why": f"the budget cannot pay for its {cost} runs",
+            }
         self._state["spent"][key] = cost
         self._save()
 
@@ -741,11 +889,21 @@ class Playbook:
             runner.fresh_session()
             return self.hypermodel.build(hp.copy())
 
-        result = warmup_sweep(build, (x, self._fit.get("y")), threshold, warmups, max_steps,
-                              batch_size=run.batch_size, seed=self.seed)
-        return {"warmup": result.shortest_stable_warmup, "trainings": cost,
-                "warmups_tried": [0, *warmups],
-                "why": " ".join(result.notes) or "no warmup tried was stable"}
+        result = warmup_sweep(
+            build,
+            (x, self._fit.get("y")),
+            threshold,
+            warmups,
+            max_steps,
+            batch_size=run.batch_size,
+            seed=self.seed,
+        )
+        return {
+            "warmup": result.shortest_stable_warmup,
+            "trainings": cost,
+            "warmups_tried": [0, *warmups],
+            "why": " ".join(result.notes) or "no warmup tried was stable",
+        }
 
     # -- judging a goal ------------------------------------------------------------
 
@@ -758,7 +916,8 @@ class Playbook:
         if decision is None:
             seeds = [JUDGE_SEED + k for k in range(self.replicate_seeds)]
             missing = sum(bool(study.ranked(i)) for i in range(len(cells))) * len(seeds) - len(
-                study.replicate_runs())
+                study.replicate_runs()
+            )
             affordable = missing <= self.max_trials - self.trials_used() - self.final_seeds
             if affordable:
                 kwargs = self._fit_kwargs(settings)
@@ -768,37 +927,62 @@ class Playbook:
             replicates = {}
             for i in range(len(cells)):
                 ranked = study.ranked(i)
-                rows = runs[(runs["cell"] == i) & (runs["trial_id"] == ranked[0])] if ranked else runs[:0]
+                rows = (
+                    runs[(runs["cell"] == i) & (runs["trial_id"] == ranked[0])]
+                    if ranked
+                    else runs[:0]
+                )
                 replicates[i] = [v if math.isfinite(v) else None for v in rows["objective"]]
             base = cells.index(baseline)
-            pairs = {i: decide.paired_objectives(study, base, i) for i in range(len(cells)) if i != base}
+            pairs = {
+                i: decide.paired_objectives(study, base, i) for i in range(len(cells)) if i != base
+            }
             chosen, evidence = decide.adoption(cells, replicates, baseline, study.direction, pairs)
             if not affordable:
-                evidence["why"] = "the budget could not pay for the replicates that measure the seed noise"
+                evidence["why"] = (
+                    "the budget could not pay for the replicates that measure the seed noise"
+                )
             best = study.best_trial_id()
-            evidence.update(best_objective=study.trial(best).score if best is not None else None,
-                            caveats=[f"Goal {goal.name!r}: {c}" for c in caveats], reference=url("adopting_change"),
-                            trainings=len(seeds) * len(cells))
+            evidence.update(
+                best_objective=study.trial(best).score if best is not None else None,
+                caveats=[f"Goal {goal.name!r}: {c}" for c in caveats],
+                reference=url("adopting_change"),
+                trainings=len(seeds) * len(cells),
+            )
             value = cells[chosen]
             label, base_label = _label(value), _label(baseline)
             if value != baseline:
                 gap = evidence["gaps"][str(chosen)]
-                paired = (f", and it did better on {gap['paired']['pairs']} paired nuisance points "
-                          f"by {gap['paired']['mean_gain']:.3g} on average" if "paired" in gap else "")
+                paired = (
+                    f", and it did better on {gap['paired']['pairs']} paired nuisance points "
+                    f"by {gap['paired']['mean_gain']:.3g} on average"
+                    if "paired" in gap
+                    else ""
+                )
                 decision = Decision(
-                    stage, "adopt",
+                    stage,
+                    "adopt",
                     f"Adopt {label}: its {self.replicate_seeds} replicates beat the baseline "
                     f"{base_label} by {gap['gain']:.4g} {self.objective}, more than "
                     f"{decide.NOISE_SIGMAS:g}x the seed noise ({gap['noise']:.3g}){paired}.",
-                    evidence, study.directory, key, {"adopted": value},
+                    evidence,
+                    study.directory,
+                    key,
+                    {"adopted": value},
                 )
             else:
                 why = evidence.get("why") or (
                     "no value beats it by more than the noise (the seed noise of the replicates "
-                    "and, across paired nuisance points, the noise of the search)")
+                    "and, across paired nuisance points, the noise of the search)"
+                )
                 decision = Decision(
-                    stage, "keep_baseline", f"Keep the baseline {base_label}: {why}.",
-                    evidence, study.directory, key, {"adopted": value},
+                    stage,
+                    "keep_baseline",
+                    f"Keep the baseline {base_label}: {why}.",
+                    evidence,
+                    study.directory,
+                    key,
+                    {"adopted": value},
                 )
         decision = self._decide(decision)
         run.apply(decision.changes)
@@ -811,48 +995,69 @@ class Playbook:
         stage = "exploit"
         study = Study.load(os.path.join(self.directory, run.last_study))
         exploit_dir = os.path.join(self.directory, EXPLOIT_STUDY)
-        already = len(StudyReader.load(exploit_dir).trial_ids) if os.path.exists(
-            os.path.join(exploit_dir, "oracle.json")) else 0
+        already = (
+            len(StudyReader.load(exploit_dir).trial_ids)
+            if os.path.exists(os.path.join(exploit_dir, "oracle.json"))
+            else 0
+        )
         trials = self._plan(f"{stage}/trials", self._left() + already)
         if trials < MIN_EXPLOIT_TRIALS:
-            self._decide(Decision(
-                stage, "stop_budget",
-                f"{max(trials, 0)} trainings are left after the goals and the {self.final_seeds} "
-                f"final replicates: too few to exploit (at least {MIN_EXPLOIT_TRIALS}).",
-                {"trials_used": self.trials_used(), "max_trials": self.max_trials},
-                None, f"{stage}/budget",
-            ))
+            self._decide(
+                Decision(
+                    stage,
+                    "stop_budget",
+                    f"{max(trials, 0)} trainings are left after the goals and the {self.final_seeds} "
+                    f"final replicates: too few to exploit (at least {MIN_EXPLOIT_TRIALS}).",
+                    {"trials_used": self.trials_used(), "max_trials": self.max_trials},
+                    None,
+                    f"{stage}/budget",
+                )
+            )
             return
         cell = study.cells[run.last_cell]
         try:
             results = importance.importance_data(study, by_scientific=bool(study.scientific))
-            results = [r for r in results if r.label == _label(cell)] if study.scientific else results
+            results = (
+                [r for r in results if r.label == _label(cell)] if study.scientific else results
+            )
         except TooFewTrials:
             results = None
         fixed, ranges, evidence = decide.exploit_plan(
             study, run.last_cell, results or None, study.hyperparameters, run.ranges
         )
         if fixed:
-            decision = self._decide(Decision(
-                stage, "fix_nuisance",
-                "Fix " + ", ".join(f"{k}={_fmt(v)}" for k, v in fixed.items())
-                + f" at the best trial's value: each explains under {decide.INSENSITIVE_SHARE:.0%} "
-                "of the objective's variance (upper end of its importance interval), so the "
-                "search spends its trials on the rest.",
-                {**evidence, "fixed": fixed, "reference": url("exploration_vs_exploitation")},
-                study.directory, f"{stage}/fix", {"fixed": fixed},
-            ))
+            decision = self._decide(
+                Decision(
+                    stage,
+                    "fix_nuisance",
+                    "Fix "
+                    + ", ".join(f"{k}={_fmt(v)}" for k, v in fixed.items())
+                    + f" at the best trial's value: each explains under {decide.INSENSITIVE_SHARE:.0%} "
+                    "of the objective's variance (upper end of its importance interval), so the "
+                    "search spends its trials on the rest.",
+                    {**evidence, "fixed": fixed, "reference": url("exploration_vs_exploitation")},
+                    study.directory,
+                    f"{stage}/fix",
+                    {"fixed": fixed},
+                )
+            )
             run.apply(decision.changes)
         ranges = {k: v for k, v in ranges.items() if k not in run.fixed}
         if ranges:
-            decision = self._decide(Decision(
-                stage, "narrow",
-                "Narrow " + ", ".join(f"{k} to [{_fmt(a)}, {_fmt(b)}]" for k, (a, b) in ranges.items())
-                + f", the span of the best {len(evidence['top_trials'])} trials with a margin, "
-                "for the Bayesian search.",
-                {**evidence, "ranges": ranges, "reference": url("bayesian_optimization")},
-                study.directory, f"{stage}/narrow", {"ranges": ranges},
-            ))
+            decision = self._decide(
+                Decision(
+                    stage,
+                    "narrow",
+                    "Narrow "
+                    + ", ".join(f"{k} to [{_fmt(a)}, {_fmt(b)}]" for k, (a, b) in ranges.items())
+                    + f", the span of the best {len(evidence['top_trials'])} trials with a margin, "
+                    "for the Bayesian search.",
+                    {**evidence, "ranges": ranges, "reference": url("bayesian_optimization")},
+                    study.directory,
+                    f"{stage}/narrow",
+                    {"ranges": ranges},
+                )
+            )
             run.apply(decision.changes)
         settings = run.settings()
         warm = self._warm_records(run, settings)
@@ -875,16 +1080,23 @@ class Playbook:
         exploit = self._search(tuner, settings)
         best = exploit.best_trial_id()
         previous = study.ranked(run.last_cell)
-        self._decide(Decision(
-            stage, "exploit",
-            f"Ran the feasibility-aware Bayesian search for {len(exploit.trial_ids)} trials, "
-            f"starting from {len(warm)} trials of the final configuration already paid for.",
-            {"trials": len(exploit.trial_ids), "warm_start": len(warm),
-             "best_objective": exploit.trial(best).score if best is not None else None,
-             "previous_best": study.trial(previous[0]).score if previous else None,
-             "reference": url("bayesian_optimization")},
-            exploit.directory, f"{stage}/search",
-        ))
+        self._decide(
+            Decision(
+                stage,
+                "exploit",
+                f"Ran the feasibility-aware Bayesian search for {len(exploit.trial_ids)} trials, "
+                f"starting from {len(warm)} trials of the final configuration already paid for.",
+                {
+                    "trials": len(exploit.trial_ids),
+                    "warm_start": len(warm),
+                    "best_objective": exploit.trial(best).score if best is not None else None,
+                    "previous_best": study.trial(previous[0]).score if previous else None,
+                    "reference": url("bayesian_optimization"),
+                },
+                exploit.directory,
+                f"{stage}/search",
+            )
+        )
         run.exploited = True
 
     def _warm_records(self, run, settings):
@@ -899,7 +1111,9 @@ class Playbook:
                 if any(record.values.get(k, v) != v for k, v in run.adopted.items()):
                     continue
                 if record.status == "completed":
-                    records.append(WarmRecord(dict(record.values), "completed", s * record.objective))
+                    records.append(
+                        WarmRecord(dict(record.values), "completed", s * record.objective)
+                    )
                 elif record.status == "infeasible":
                     records.append(WarmRecord(dict(record.values), "infeasible", None))
         return records
@@ -930,14 +1144,19 @@ class Playbook:
         callbacks = kwargs.pop("callbacks")
         runs = self._state["final_runs"]
         for k in range(len(runs), self.final_seeds):
-            record = train_replicate(study, trial_id, FINAL_SEED + k, self.hypermodel, (), kwargs,
-                                     callbacks)
+            record = train_replicate(
+                study, trial_id, FINAL_SEED + k, self.hypermodel, (), kwargs, callbacks
+            )
             runs.append({key: record[key] for key in ("seed", "status", "objective", "best_step")})
             self._save()
         values = [r["objective"] for r in runs]
         finite = [v for v in values if v is not None and math.isfinite(v)]
         mean = sum(finite) / len(finite) if finite else math.nan
-        std = (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5 if len(finite) > 1 else math.nan
+        std = (
+            (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5
+            if len(finite) > 1
+            else math.nan
+        )
         stopped = any(d["action"] == "stop_budget" for d in self._state["decisions"])
         caveats = []
         for d in self._state["decisions"]:
@@ -945,23 +1164,49 @@ class Playbook:
                 if c not in caveats:
                     caveats.append(c)
         if len(finite) < len(values):
-            caveats.append(f"{len(values) - len(finite)} of the {len(values)} final replicates diverged.")
+            caveats.append(
+                f"{len(values) - len(finite)} of the {len(values)} final replicates diverged."
+            )
         used = self.trials_used()
-        self._decide(Decision(
-            "final", "stop_budget" if stopped else "finish",
-            (f"Stopped early for the budget ({used} of {self.max_trials} trainings)"
-             if stopped else f"Every stage is done in {used} of {self.max_trials} trainings")
-            + f": the final configuration (trial {trial_id} of {study.name}) gives {self.objective} "
-            f"{mean:.4g} ± {std:.2g} over {len(finite)} seeds.",
-            {"trial": trial_id, "replicates": values, "mean": mean, "std": std,
-             "trials_used": used, "max_trials": self.max_trials, "best_objective": mean,
-             "reference": url("adopting_change")},
-            study.directory, "final",
-        ))
+        self._decide(
+            Decision(
+                "final",
+                "stop_budget" if stopped else "finish",
+                (
+                    f"Stopped early for the budget ({used} of {self.max_trials} trainings)"
+                    if stopped
+                    else f"Every stage is done in {used} of {self.max_trials} trainings"
+                )
+                + f": the final configuration (trial {trial_id} of {study.name}) gives {self.objective} "
+                f"{mean:.4g} ± {std:.2g} over {len(finite)} seeds.",
+                {
+                    "trial": trial_id,
+                    "replicates": values,
+                    "mean": mean,
+                    "std": std,
+                    "trials_used": used,
+                    "max_trials": self.max_trials,
+                    "best_objective": mean,
+                    "reference": url("adopting_change"),
+                },
+                study.directory,
+                "final",
+            )
+        )
         hyperparameters = {k: v for k, v in study.trial(trial_id).values.items()}
-        return PlaybookResult(hyperparameters, mean, std, values, self.decisions, self.trials_used(),
-                              self.objective, self.direction, caveats,
-                              directory=self.directory, settings=settings)
+        return PlaybookResult(
+            hyperparameters,
+            mean,
+            std,
+            values,
+            self.decisions,
+            self.trials_used(),
+            self.objective,
+            self.direction,
+            caveats,
+            directory=self.directory,
+            settings=settings,
+        )
 
     # -- reading a run back ------------------------------------------------------
 
@@ -1001,7 +1246,8 @@ class Playbook:
         playbook.hypermodel = None
         playbook.objective, playbook.direction = config["objective"]
         playbook.goals = [
-            Goal(g["name"], g["scientific"], g["baseline"], g["fixed"] or None) for g in config["goals"]
+            Goal(g["name"], g["scientific"], g["baseline"], g["fixed"] or None)
+            for g in config["goals"]
         ]
         playbook.max_trials = config["max_trials"]
         playbook.trials_per_study = config["trials_per_study"]
@@ -1027,7 +1273,9 @@ class Playbook:
         configuration with mean ± std; the caveats.
         """
         if self._state is None:
-            raise StudyError(f"Nothing to report: the playbook in {self.directory} has not run yet.")
+            raise StudyError(
+                f"Nothing to report: the playbook in {self.directory} has not run yet."
+            )
         return report_module.write_report(self)
 
     def __repr__(self):
@@ -1071,13 +1319,19 @@ class _RunState:
 
     def settings(self):
         """How a study started now trains."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size,
-                "warmup_steps": self.warmup_steps, "clipping": self.clipping}
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "warmup_steps": self.warmup_steps,
+            "clipping": self.clipping,
+        }
 
 
 def minimum_budget(goals, replicate_seeds, final_seeds):
     """The fewest trainings a playbook of `goals` needs: one smallest round and its replicates per goal, and the final replicates."""
-    return sum(_cell_count(g) * (MIN_TRIALS_PER_ROUND + replicate_seeds) for g in goals) + final_seeds
+    return (
+        sum(_cell_count(g) * (MIN_TRIALS_PER_ROUND + replicate_seeds) for g in goals) + final_seeds
+    )
 
 
 def _quietly(function, *args, **kwargs):

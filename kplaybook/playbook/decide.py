@@ -56,7 +56,9 @@ def widened(hp, edge):
         return None
     low, high = float(hp.min_value), float(hp.max_value)
     if hp.sampling == "log":
-        new_low, new_high = (low / WIDEN_FACTOR, high) if edge == "low" else (low, high * WIDEN_FACTOR)
+        new_low, new_high = (
+            (low / WIDEN_FACTOR, high) if edge == "low" else (low, high * WIDEN_FACTOR)
+        )
     else:
         step = WIDEN_FRACTION * (high - low)
         new_low, new_high = (low - step, high) if edge == "low" else (low, high + step)
@@ -76,7 +78,11 @@ def capped(hp, threshold):
     """(low, high) with the upper end just below `threshold` (the instability edge), or None."""
     if not hp.numeric or threshold <= float(hp.min_value):
         return None
-    high = threshold * 0.9 if hp.sampling == "log" else threshold - 0.05 * (threshold - float(hp.min_value))
+    high = (
+        threshold * 0.9
+        if hp.sampling == "log"
+        else threshold - 0.05 * (threshold - float(hp.min_value))
+    )
     if hp.kind == "Int":
         high = int(math.floor(high))
     if high <= float(hp.min_value):
@@ -122,7 +128,9 @@ def boundary_edges(findings, hyperparameters, best_trial=None):
         edge = finding.evidence["edge"]
         coordinates = finding.evidence.get("coordinates", [])
         at_edge = any(
-            (u <= EDGE_NEIGHBOURS_FRACTION) if edge == "low" else (u >= 1 - EDGE_NEIGHBOURS_FRACTION)
+            (u <= EDGE_NEIGHBOURS_FRACTION)
+            if edge == "low"
+            else (u >= 1 - EDGE_NEIGHBOURS_FRACTION)
             for u in coordinates
         )
         if best_trial is not None and best_trial not in finding.evidence.get("trials", []):
@@ -140,7 +148,7 @@ LENGTH_CODES = {
 
 
 def training_length(findings):
-    """"longer", "shorter" or None, from the best-step and curve findings (longer wins a tie)."""
+    """ "longer", "shorter" or None, from the best-step and curve findings (longer wins a tie)."""
     codes = {f.code for f in findings}
     for length in ("longer", "shorter"):
         if codes & set(LENGTH_CODES[length]):
@@ -242,8 +250,11 @@ def adoption(cells, replicates, baseline, direction, pairs=None):
         }
     base = next(i for i, cell in enumerate(cells) if cell == baseline)
     b = stats.get(base)
-    evidence = {"replicates": {str(i): stats[i] for i in stats}, "baseline": base,
-                "noise_sigmas": NOISE_SIGMAS}
+    evidence = {
+        "replicates": {str(i): stats[i] for i in stats},
+        "baseline": base,
+        "noise_sigmas": NOISE_SIGMAS,
+    }
     if not b or b["n"] < 2:
         evidence["why"] = "the baseline has fewer than 2 feasible replicates"
         return base, evidence
@@ -259,8 +270,12 @@ def adoption(cells, replicates, baseline, direction, pairs=None):
         if len(paired) >= MIN_PAIRS:
             d = np.array([s * (x - y) for x, y in paired])  # positive: the value did better
             se = float(d.std(ddof=1) / math.sqrt(len(d)))
-            gap["paired"] = {"pairs": len(d), "mean_gain": float(d.mean()), "se": se,
-                             "beats_noise": bool(d.mean() > NOISE_SIGMAS * se)}
+            gap["paired"] = {
+                "pairs": len(d),
+                "mean_gain": float(d.mean()),
+                "se": se,
+                "beats_noise": bool(d.mean() > NOISE_SIGMAS * se),
+            }
             gap["beats_noise"] = gap["beats_noise"] and gap["paired"]["beats_noise"]
         gaps[str(index)] = gap
         if gap["beats_noise"] and gain > best_gain:

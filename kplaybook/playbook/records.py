@@ -66,7 +66,11 @@ class Goal:
                 f"values, got {self.scientific!r}."
             )
         for key, values in self.scientific.items():
-            if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or len(list(values)) < 2:
+            if (
+                isinstance(values, (str, bytes))
+                or not hasattr(values, "__iter__")
+                or len(list(values)) < 2
+            ):
                 raise ValueError(
                     f"Goal {self.name!r}: scientific[{key!r}] must list at least two values to "
                     f"compare, got {values!r}."
@@ -178,8 +182,20 @@ class PlaybookResult(Result):
 
     kind = "playbook"
 
-    def __init__(self, best_hyperparameters, best_value, best_std, replicates, decisions,
-                 trials_used, objective, direction, caveats=(), directory=None, settings=None):
+    def __init__(
+        self,
+        best_hyperparameters,
+        best_value,
+        best_std,
+        replicates,
+        decisions,
+        trials_used,
+        objective,
+        direction,
+        caveats=(),
+        directory=None,
+        settings=None,
+    ):
         self.best_hyperparameters = dict(best_hyperparameters or {})
         self.best_value = best_value
         self.best_std = best_std
@@ -195,8 +211,10 @@ class PlaybookResult(Result):
     def to_dataframe(self):
         """One row per decision: stage, action, reason, study."""
         return pd.DataFrame(
-            [{"stage": d.stage, "action": d.action, "reason": d.reason, "study": d.study}
-             for d in self.decisions],
+            [
+                {"stage": d.stage, "action": d.action, "reason": d.reason, "study": d.study}
+                for d in self.decisions
+            ],
             columns=["stage", "action", "reason", "study"],
         )
 
@@ -209,9 +227,10 @@ class PlaybookResult(Result):
                 f"{sum(v is not None for v in self.replicates)} seeds, "
                 f"{self.trials_used} trainings"
             )
-        lines.append("Final configuration: " + ", ".join(
-            f"{k}={_short(v)}" for k, v in self.best_hyperparameters.items()
-        ))
+        lines.append(
+            "Final configuration: "
+            + ", ".join(f"{k}={_short(v)}" for k, v in self.best_hyperparameters.items())
+        )
         lines.extend(f"Caveat: {c}" for c in self.caveats)
         return "\n".join(lines)
 
@@ -276,4 +295,10 @@ class PlaybookResult(Result):
 
 
 def _short(value):
-    return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+    return (
+        f"{value:.4g}"
+        if isinstance(value, float)
+        else repr(value)
+        if isinstance(value, str)
+        else str(value)
+    )

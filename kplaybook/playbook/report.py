@@ -26,7 +26,9 @@ from kplaybook.study import Study
 
 REPORT_FILE = "playbook.html"
 
-_CSS = study_report.CSS + """
+_CSS = (
+    study_report.CSS
+    + """
 ol.timeline { list-style: none; padding-left: 0; }
 ol.timeline > li { border-left: 4px solid #c8d3e6; margin: 0 0 .9rem .4rem; padding: .2rem .9rem; }
 ol.timeline > li.adopt, ol.timeline > li.finish { border-color: #2e7d32; }
@@ -38,6 +40,7 @@ ol.timeline > li.warmup, ol.timeline > li.clipping { border-color: #e08a00; }
 details pre { background: #f7f7f9; padding: .5rem; overflow-x: auto; font-size: .8rem; }
 .final { font-size: 1.15rem; }
 """
+)
 
 
 def write_report(playbook):
@@ -56,13 +59,18 @@ def write_report(playbook):
 
 def _studies(directory, settings):
     """The run's study folders, in the order they were started."""
-    return [name for name in settings if os.path.exists(os.path.join(directory, name, "oracle.json"))]
+    return [
+        name for name in settings if os.path.exists(os.path.join(directory, name, "oracle.json"))
+    ]
 
 
 def _study_report(study_dir):
     """The study's ``report.html`` (exported when missing or older than the study's records)."""
     report = os.path.join(study_dir, "report.html")
-    records = [os.path.join(study_dir, "oracle.json"), os.path.join(study_dir, layout.REPLICATES_FILE)]
+    records = [
+        os.path.join(study_dir, "oracle.json"),
+        os.path.join(study_dir, layout.REPLICATES_FILE),
+    ]
     newest = max((os.path.getmtime(p) for p in records if os.path.exists(p)), default=0)
     if not os.path.exists(report) or os.path.getmtime(report) < newest:
         Study.load(study_dir).export(formats=("html",))
@@ -110,7 +118,7 @@ def _html(playbook, decisions, result, links):
             f'<li class="{e(d.action)}" id="decision-{index}">'
             f'<span class="stage">{e(d.stage)}</span> '
             f'<span class="action" title="{e(ACTIONS.get(d.action, ""))}">{e(d.action)}</span>'
-            f"<p class=\"reason\">{e(d.reason)}{link}{ref}</p>"
+            f'<p class="reason">{e(d.reason)}{link}{ref}</p>'
             f"<details><summary>evidence</summary><pre>{e(_pretty(evidence))}</pre></details></li>"
         )
     parts.append("</ol>")
@@ -124,7 +132,7 @@ def _html(playbook, decisions, result, links):
             "replicate mean.</figcaption></figure>"
         )
     if links:
-        parts.append("<h2>Studies</h2><ul id=\"studies\">")
+        parts.append('<h2>Studies</h2><ul id="studies">')
         for study_name, path in links.items():
             rel = os.path.relpath(path, directory)
             settings = playbook.run_settings().get(study_name, {})
@@ -145,8 +153,10 @@ def _html(playbook, decisions, result, links):
 def _final(result, playbook):
     e = html.escape
     if not isinstance(result, PlaybookResult):
-        return ['<p id="final" class="final">The run has not finished: the timeline shows the '
-                "decisions taken so far; run the same script again to resume it.</p>"]
+        return [
+            '<p id="final" class="final">The run has not finished: the timeline shows the '
+            "decisions taken so far; run the same script again to resume it.</p>"
+        ]
     if result.best_value is not None and math.isfinite(result.best_value):
         headline = (
             f"{e(playbook.objective)} = {result.best_value:.4g} ± {result.best_std:.2g} "

@@ -29,7 +29,15 @@ _BASE_COLUMNS = ["trial_id", "status", "infeasible_reason", "objective", "best_s
 _RESERVED = frozenset(_BASE_COLUMNS + ["executions", "objective_std"])
 
 #: The columns of `StudyReader.replicates()` after the scientific names.
-REPLICATE_COLUMNS = ["cell", "trial_id", "seed", "status", "infeasible_reason", "objective", "best_step"]
+REPLICATE_COLUMNS = [
+    "cell",
+    "trial_id",
+    "seed",
+    "status",
+    "infeasible_reason",
+    "objective",
+    "best_step",
+]
 
 
 def hp_column(name):
@@ -44,8 +52,18 @@ def hp_column(name):
 class Hyperparameter(
     collections.namedtuple(
         "Hyperparameter",
-        ["name", "kind", "min_value", "max_value", "step", "sampling", "values", "ordered",
-         "value", "conditions"],
+        [
+            "name",
+            "kind",
+            "min_value",
+            "max_value",
+            "step",
+            "sampling",
+            "values",
+            "ordered",
+            "value",
+            "conditions",
+        ],
     )
 ):
     """One declared hyperparameter of a study's search space, as saved in ``oracle.json``.
@@ -121,7 +139,9 @@ class StudyReader:
         self._space = [
             Hyperparameter.from_config(entry) for entry in state["hyperparameters"]["space"]
         ]
-        self._trials = dict(sorted(trials.items(), key=lambda item: layout_module.trial_order(item[0])))
+        self._trials = dict(
+            sorted(trials.items(), key=lambda item: layout_module.trial_order(item[0]))
+        )
         #: Damaged or missing records noticed while reading (one sentence each).
         self.problems = list(problems)
         self._frame = None
@@ -533,7 +553,9 @@ def in_cell(value, cell_value):
     """Whether a trial's `value` belongs to a cell's `cell_value` (a value, or a [low, high] bin)."""
     if is_interval(cell_value):
         low, high = cell_value
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+        )
     return value == cell_value
 
 

@@ -145,7 +145,9 @@ def read_steps(path):
         and "step" in e["columns"]
         for e in executions
     ):
-        raise StudyError(f"{path} cannot be read (it is not a kplaybook per-step record); {advice}.")
+        raise StudyError(
+            f"{path} cannot be read (it is not a kplaybook per-step record); {advice}."
+        )
     return executions
 
 

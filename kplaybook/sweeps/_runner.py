@@ -253,9 +253,7 @@ def runs_from_json(runs):
         record = {k: (math.nan if v is None and k in _FLOAT_KEYS else v) for k, v in run.items()}
         curve = dict(run["curve"])
         steps = curve.pop("step")
-        record["curve"] = pd.DataFrame(
-            curve, index=pd.Index(steps, name="step"), dtype=float
-        )
+        record["curve"] = pd.DataFrame(curve, index=pd.Index(steps, name="step"), dtype=float)
         out.append(record)
     return out
 

@@ -225,7 +225,7 @@ def warmup_sweep(
     if too_long:
         raise ValueError(
             f"Warmup lengths {too_long} exceed {MAX_WARMUP_FRACTION:.0%} of "
-            f"max_train_steps={max_train_steps} (playbook: \"How to apply learning rate warmup\"); drop them or raise "
+            f'max_train_steps={max_train_steps} (playbook: "How to apply learning rate warmup"); drop them or raise '
             "max_train_steps."
         )
     if steps is None:

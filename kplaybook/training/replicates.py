@@ -145,7 +145,11 @@ def train_replicate(
         error = e
     try:
         outcome = runner.judge(
-            [recording], study.objective, study.direction, results, error,
+            [recording],
+            study.objective,
+            study.direction,
+            results,
+            error,
             source="HyperModel.fit()",
         )
     except ValueError as e:

@@ -291,7 +291,9 @@ class StudyTuner(kt.Tuner):
             objective.direction,
             results,
             error,
-            source="run_trial()" if type(self).run_trial is not kt.Tuner.run_trial else "HyperModel.fit()",
+            source="run_trial()"
+            if type(self).run_trial is not kt.Tuner.run_trial
+            else "HyperModel.fit()",
         )
         self._recordings = None
         self._report(trial, outcome)

@@ -59,11 +59,13 @@ def build(hp):
     about 3e-2 best in 3 epochs); it is declared two decades lower.
     """
     hp.Choice("tag", [0, 1])
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(hp.Choice("units", [1, 32]), activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(hp.Choice("units", [1, 32]), activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     lr = hp.Float("learning_rate", 1e-5, 1e-3, sampling="log")
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
     return model
@@ -114,11 +116,25 @@ def main():
         _kill_in_write(args.kill_in_write)
     (x, y), (xv, yv) = datasets.load("digits")
     result = playbook(args.directory, args.max_trials).run(
-        x, y, validation_data=(xv, yv), epochs=args.epochs, max_epochs=args.epochs,
-        batch_size=64, callbacks=[Log()], verbose=True,
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=args.epochs,
+        max_epochs=args.epochs,
+        batch_size=64,
+        callbacks=[Log()],
+        verbose=True,
     )
-    print(json.dumps({"trials_used": result.trials_used, "best": result.best_hyperparameters,
-                      "value": result.best_value, "decisions": len(result.decisions)}))
+    print(
+        json.dumps(
+            {
+                "trials_used": result.trials_used,
+                "best": result.best_hyperparameters,
+                "value": result.best_value,
+                "decisions": len(result.decisions),
+            }
+        )
+    )
     sys.stdout.flush()
 
 
