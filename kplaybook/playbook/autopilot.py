@@ -329,6 +329,7 @@ class Playbook:
 
     # -- the run ------------------------------------------------------------------
 
+    @runner.collections_of_new_objects_only()
     def run(
         self,
         x=None,

@@ -46,6 +46,7 @@ def fit_signature(fit_kwargs):
     return {k: fit_kwargs[k] for k in _SIGNATURE_KEYS if fit_kwargs.get(k) is not None}
 
 
+@runner.collections_of_new_objects_only()
 def run_replicates(
     study,
     top_k=1,

@@ -114,6 +114,10 @@ class StudyTuner(kt.Tuner):
         return model
 
     def _build_hypermodel(self, hp):
+        # KerasTuner has just cleared the session and collected: what
+        # survived is frozen during a search (see
+        # `runner.collections_of_new_objects_only`).
+        runner.freeze_survivors()
         policy = getattr(self, "_dtype_policy", None)
         if policy is not None:
             keras.config.set_dtype_policy(policy)
@@ -142,7 +146,8 @@ class StudyTuner(kt.Tuner):
         self._search_arguments = (fit_args, dict(fit_kwargs))
         if dist_utils.is_chief_oracle() and isinstance(self.oracle, PlaybookOracle):
             _start_reaper(self.oracle, self.heartbeat_interval)
-        return super().search(*fit_args, **fit_kwargs)
+        with runner.collections_of_new_objects_only():
+            return super().search(*fit_args, **fit_kwargs)
 
     def _check_validation_data(self, fit_kwargs):
         """A validation objective without validation data is an error before any training."""
