@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 
 import keras_tuner as kt
 from keras_tuner.engine import hyperparameters as hp_module
@@ -36,6 +37,7 @@ from kplaybook.callbacks import Warmup
 from kplaybook.callbacks._instrumentation import float_learning_rate
 from kplaybook.citations import url
 from kplaybook.distribute import probe_batch_sizes
+from kplaybook.errors import PlaybookWarning
 from kplaybook.errors import StudyError
 from kplaybook.errors import TooFewTrials
 from kplaybook.oracles.warm_start import WarmRecord
@@ -565,6 +567,25 @@ class Playbook:
         remaining = min(start["share"] - spent, self._left() - later_minimum)
         return remaining - _cell_count(goal) * self.replicate_seeds
 
+    def _exploit_tuner(self, run, trials, warm):
+        """The exploitation study: the Bayesian search over what is left nuisance."""
+        return _quietly(
+            PlaybookTuner,
+            self.hypermodel,
+            objective=kt.Objective(self.objective, self.direction),
+            scientific={},
+            fixed={**run.adopted, **run.fixed},
+            trials_per_study=trials,
+            search="bayesian",
+            num_initial_points=max(2, min(6, trials // 3)),
+            warm_start=warm or None,
+            seed=self.seed,
+            directory=self.directory,
+            project_name=EXPLOIT_STUDY,
+            hyperparameters=self._overrides(run),
+            goal="kp.Playbook exploitation: feasibility-aware Bayesian search",
+        )
+
     def _tuner(self, goal, name, run, trials_per_study, **extra):
         fixed = {**run.adopted, **(goal.fixed or {})}
         for scientific in goal.scientific:
@@ -1062,22 +1083,14 @@ class Playbook:
             run.apply(decision.changes)
         settings = run.settings()
         warm = self._warm_records(run, settings)
-        tuner = _quietly(
-            PlaybookTuner,
-            self.hypermodel,
-            objective=kt.Objective(self.objective, self.direction),
-            scientific={},
-            fixed={**run.adopted, **run.fixed},
-            trials_per_study=trials,
-            search="bayesian",
-            num_initial_points=max(2, min(6, trials // 3)),
-            warm_start=warm or None,
-            seed=self.seed,
-            directory=self.directory,
-            project_name=EXPLOIT_STUDY,
-            hyperparameters=self._overrides(run),
-            goal="kp.Playbook exploitation: feasibility-aware Bayesian search",
-        )
+        with warnings.catch_warnings():
+            # Fixing optimizer hyperparameters here is the playbook's own
+            # exploitation decision (`fix_nuisance`, recorded with its
+            # evidence), not the user's role mistake the warning is for.
+            warnings.filterwarnings(
+                "ignore", message=".* is an optimizer hyperparameter made", category=PlaybookWarning
+            )
+            tuner = self._exploit_tuner(run, trials, warm)
         exploit = self._search(tuner, settings)
         best = exploit.best_trial_id()
         previous = study.ranked(run.last_cell)
