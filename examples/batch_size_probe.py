@@ -1,4 +1,7 @@
-"""Which batch size? Probe throughput up to the first out-of-memory error (PLAYBOOK.md A).
+"""Which batch size? Probe throughput up to the first out-of-memory error.
+
+The playbook's "Determining the feasible batch sizes and estimating training throughput":
+https://github.com/google-research/tuning_playbook#determining-the-feasible-batch-sizes-and-estimating-training-throughput
 
 Doubles the global batch size from 8, trains a fresh model for a few steps at
 each size under `kp.distribute.StrategyWrapper()` (all GPUs when there are

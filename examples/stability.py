@@ -3,7 +3,8 @@
 1. `kp.lr_sweep` trains the same model briefly at each learning rate: lr*
    is the rate with the best final training loss, and the smallest rate
    that diverged or ended above its starting loss is the unstable one.
-2. `kp.warmup_sweep` targets 10x that unstable rate (PLAYBOOK.md 31) and
+2. `kp.warmup_sweep` targets 10x that unstable rate (the playbook's "How to apply learning rate warmup",
+   https://github.com/google-research/tuning_playbook#how-to-apply-learning-rate-warmup) and
    tries warmups of growing length: the shortest that makes it stable is
    the one to use.
 

@@ -281,6 +281,8 @@ def test_best_step_late_and_early(tmp_path):
 
     late_finding = only(bowl_study(tmp_path, curve=late, name="late"), "best_step_late")
     assert all(t["best_step"] == EPOCHS - 1 for t in late_finding.evidence["trials"])
+    # The message counts epochs from 1, as Keras prints them: the last epoch is "N of N".
+    assert f"best epochs {EPOCHS} of {EPOCHS}" in late_finding.message
     early_codes = codes(bowl_study(tmp_path, curve=early, name="early"))
     assert "best_step_early" in early_codes and "best_step_late" not in early_codes
     middle = codes(bowl_study(tmp_path, name="middle"))

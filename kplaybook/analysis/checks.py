@@ -647,7 +647,9 @@ def _best_step(p):
     if not judged:
         return []
     fractions = np.array([j["fraction"] for j in judged])
-    steps = ", ".join(f"{j['best_step']} of {j['epochs']}" for j in judged)
+    steps = ", ".join(
+        f"{j['best_step'] + 1} of {j['epochs']}" for j in judged
+    )  # 1-based, as Keras prints epochs
     if np.all(fractions <= BEST_STEP_EARLY_FRACTION):
         return [
             Finding(
