@@ -200,6 +200,10 @@ def test_executions_per_trial_score_as_keras_tuner_and_keep_each_execution(tmp_p
     row = study.to_dataframe().iloc[0]
     assert row["executions"] == 2
     assert row["objective_std"] == pytest.approx(np.std(bests, ddof=1))
+    # Loaded again (from the study's index), each execution is still there.
+    again = kp.Study.load(study.directory).trials()[0]
+    assert again.executions("val_loss") == per_step
+    assert again.execution_scores("val_loss", "min") == pytest.approx(bests)
 
 
 def test_pre_registered_hyperparameters_without_the_scientific_name(tmp_path, digits):

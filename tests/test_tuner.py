@@ -11,6 +11,8 @@ import tensorflow as tf
 from conftest import mlp_build
 
 import kplaybook as kp
+from kplaybook.records import index
+from kplaybook.records.layout import StudyLayout
 
 REQUIRED_COLUMNS = ["trial_id", "status", "infeasible_reason", "objective", "best_step"]
 
@@ -31,6 +33,15 @@ def depth_study(tmp_path_factory, digits):
     )
     tuner.search(x, y, validation_data=(xv, yv), epochs=4, batch_size=32, verbose=0)
     return tuner, directory / "depth"
+
+
+def test_the_search_leaves_the_index_that_the_first_load_reads(depth_study):
+    # First in this file: no load of the study has happened yet.
+    _, directory = depth_study
+    entries = index.read_index(StudyLayout(directory))
+    study = kp.Study.load(directory)
+    assert sorted(entries) == sorted(study.trial_ids) and len(entries) == 4
+    assert all(record._metrics is None for record in study.trials())  # none decoded
 
 
 def test_every_epoch_of_every_trial_is_stored(depth_study):

@@ -83,6 +83,11 @@ def read_json(path, advice):
             content = f.read()
     except OSError as e:
         raise StudyError(f"{path} cannot be read ({e.strerror or e}); {advice}.") from None
+    return parse_json(content, path, advice)
+
+
+def parse_json(content, path, advice):
+    """`content` (the bytes of file `path`) parsed, or a `StudyError` as `read_json` raises it."""
     if not content.strip():
         raise StudyError(f"{path} cannot be read (it is empty); {advice}.")
     try:

@@ -11,6 +11,7 @@ kplaybook adds the rest beside them::
     trial_<id>/steps.json        per-step gradient norms, learning rate, clipping (kplaybook)
     kplaybook_notes.json         the goal and command line of the search (kplaybook)
     replicates.json              seed replicates of the best trials (kplaybook)
+    kplaybook_index.npz          every trial.json decoded, for fast loading (kplaybook; a cache)
 
 Everything that names one of these files goes through this module.
 """
@@ -23,6 +24,7 @@ TRIAL_DIR_PREFIX = "trial_"
 STEPS_FILE = "steps.json"
 NOTES_FILE = "kplaybook_notes.json"
 REPLICATES_FILE = "replicates.json"
+INDEX_FILE = "kplaybook_index.npz"
 #: The key of kplaybook's own state inside KerasTuner's oracle.json.
 STATE_KEY = "kplaybook"
 
@@ -73,6 +75,11 @@ class StudyLayout:
     def replicates_file(self):
         """``replicates.json``: the seed replicates."""
         return self.path(REPLICATES_FILE)
+
+    @property
+    def index_file(self):
+        """``kplaybook_index.npz``: the trial index (see `kplaybook.records.index`)."""
+        return self.path(INDEX_FILE)
 
     def trial_dir(self, trial_id):
         """The folder of one trial."""

@@ -17,6 +17,7 @@ import pandas as pd
 from kplaybook import validation
 from kplaybook.errors import StudyError
 from kplaybook.records import files
+from kplaybook.records import index as index_module
 from kplaybook.records import layout as layout_module
 from kplaybook.records import notes as notes_module
 from kplaybook.records import replicates as replicates_module
@@ -182,47 +183,78 @@ class StudyReader:
                 "or kp.QuasiRandomSearch wrote."
             )
         retrying = set(state.get("retry_queue") or [])
-        # Decoding JSON makes no reference cycles, but its millions of small
-        # dicts trigger collections that rescan everything the process holds
+        # Decoding JSON makes no reference cycles, but its many small objects
+        # trigger collections that rescan everything the process holds
         # (TensorFlow's ~500k objects): a third of a 10,000-trial load.
         collecting = gc.isenabled()
         gc.disable()
         try:
             trials, problems = cls._read_trials(study_layout, retrying)
+            try:
+                return cls(directory, state, trials, problems)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise StudyError(
+                    f"{oracle_file} is incomplete ({type(e).__name__}: {e}); restore it or "
+                    "re-run the study."
+                ) from None
         finally:
             if collecting:
                 gc.enable()
-        try:
-            return cls(directory, state, trials, problems)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise StudyError(
-                f"{oracle_file} is incomplete ({type(e).__name__}: {e}); restore it or "
-                "re-run the study."
-            ) from None
 
     @staticmethod
     def _read_trials(study_layout, retrying):
-        """Every trial record of the study, and the problems noticed reading them."""
-        trials, problems = {}, []
+        """Every trial record of the study, and the problems noticed reading them.
+
+        A trial whose ``trial.json`` has the bytes the study's index was
+        built from comes from the index; the others are decoded from their
+        file, and the index is rewritten with them (`kplaybook.records.index`).
+        """
+        indexed = index_module.read_index(study_layout)
+        trials, problems, entries, stale = {}, [], [], False
+        advice = "resume the search to run that trial again, or restore the file"
         for trial_id, folder in study_layout.trial_dirs().items():
             path = os.path.join(folder, layout_module.TRIAL_FILE)
-            if not os.path.exists(path):
+            try:
+                with open(path, "rb") as f:
+                    content = f.read()
+            except FileNotFoundError:
                 problems.append(
                     f"{folder} has no {layout_module.TRIAL_FILE}, so trial {trial_id} is left "
                     "out; resuming the search runs its slot again."
                 )
                 continue
-            data = files.read_json(
-                path, "resume the search to run that trial again, or restore the file"
-            )
-            try:
-                record = TrialRecord(data, retrying=str(data["trial_id"]) in retrying, source=path)
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise StudyError(
-                    f"{path} cannot be read (a field is missing or malformed: {e!r}); resume "
-                    "the search to run that trial again, or restore the file."
-                ) from None
+            except OSError as e:
+                raise StudyError(f"{path} cannot be read ({e.strerror or e}); {advice}.") from None
+            own_digest = index_module.digest(content)
+            entry = indexed.get(trial_id)
+            if entry is not None and entry.digest == own_digest:
+                record = TrialRecord.from_entry(
+                    entry, retrying=entry.summary["trial_id"] in retrying, source=path
+                )
+            else:
+                stale = True
+                data = files.parse_json(content, path, advice)
+                try:
+                    record = TrialRecord(
+                        data, retrying=str(data["trial_id"]) in retrying, source=path
+                    )
+                    entry = index_module.Entry(
+                        own_digest, record.entry_summary(), record.curve_arrays()
+                    )
+                    if record.execution_count <= 1:
+                        # Its curves are all the study needs of KerasTuner's metrics:
+                        # let the decoded JSON (thousands of objects) go now.
+                        record = TrialRecord.from_entry(
+                            entry, retrying=record.trial_id in retrying, source=path
+                        )
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise StudyError(
+                        f"{path} cannot be read (a field is missing or malformed: {e!r}); {advice}."
+                    ) from None
             trials[record.trial_id] = record
+            entries.append(entry)
+        if stale or len(indexed) != len(entries):
+            index_module.write_index(study_layout, entries)
         return trials, problems
 
     # -- what the study is ---------------------------------------------------

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from kplaybook.errors import PlaybookWarning
+from kplaybook.records import files
 from kplaybook.records import markers
 
 #: What `kp.Study` calls a trial's state.
@@ -78,38 +79,100 @@ class TrialRecord:
         "message",
         "_metrics",
         "_curves",
+        "_names",
+        "_executions",
+        "_source",
+        "_raw_score",
+        "_raw_best_step",
     )
 
     def __init__(self, data, retrying=False, source=None):
-        self.trial_id = str(data["trial_id"])
-        self.values = dict(data["hyperparameters"]["values"])
         metrics = data.get("metrics") or {}
         self._metrics = metrics.get("metrics") or {}
-        self.kt_status = data.get("status")
-        self.message = data.get("message")
-        self.infeasible_reason = markers.reason_in(self._metrics)
         self._curves = None
-        completed = self.kt_status == _KT_COMPLETED
+        self._names = None
+        self._executions = None
+        self._source = source
+        self._settle(
+            str(data["trial_id"]),
+            dict(data["hyperparameters"]["values"]),
+            data.get("status"),
+            data.get("message"),
+            markers.reason_in(self._metrics),
+            data.get("score"),
+            data.get("best_step"),
+            retrying,
+        )
+
+    @classmethod
+    def from_entry(cls, entry, retrying=False, source=None):
+        """The record of a trial as the study's index holds it (see `kplaybook.records.index`).
+
+        Everything but the per-execution values comes from the entry; those
+        (`executions`, and `execution_scores` with ``executions_per_trial > 1``)
+        are read from `source`, the trial's ``trial.json``, when asked for.
+        """
+        summary = entry.summary
+        record = cls.__new__(cls)
+        record._metrics = None
+        record._curves = entry.curves
+        record._names = list(entry.curves[1])
+        record._executions = int(summary["executions"])
+        record._source = source
+        record._settle(
+            str(summary["trial_id"]),
+            dict(summary["values"]),
+            summary["kt_status"],
+            summary["message"],
+            summary["reason"],
+            summary["score"],
+            summary["best_step"],
+            retrying,
+        )
+        return record
+
+    def entry_summary(self):
+        """What the study's index keeps of this trial besides its curves (JSON-safe dict)."""
+        return {
+            "trial_id": self.trial_id,
+            "kt_status": self.kt_status,
+            "message": self.message,
+            "values": self.values,
+            "score": self._raw_score,
+            "best_step": self._raw_best_step,
+            "reason": self.infeasible_reason,
+            "executions": self.execution_count,
+        }
+
+    def _settle(self, trial_id, values, kt_status, message, reason, score, best_step, retrying):
+        self.trial_id = trial_id
+        self.values = values
+        self.kt_status = kt_status
+        self.message = message
+        self.infeasible_reason = reason
+        completed = kt_status == _KT_COMPLETED
         if completed:
             status = "completed"
-        elif self.infeasible_reason is not None:
+        elif reason is not None:
             status = "infeasible"
-        elif self.kt_status in _KT_WAITING or retrying:
+        elif kt_status in _KT_WAITING or retrying:
             status = "running"
         else:
-            if self.kt_status not in _KT_KNOWN:
+            if kt_status not in _KT_KNOWN:
                 warnings.warn(
-                    f"Trial {self.trial_id} has the unknown status {self.kt_status!r}"
-                    + (f" in {source}" if source else "")
+                    f"Trial {trial_id} has the unknown status {kt_status!r}"
+                    + (f" in {self._source}" if self._source else "")
                     + "; it is counted as failed.",
                     PlaybookWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             status = "failed"
         self.status = status
-        score = data.get("score")
+        # As recorded (the index keeps them so); `score` and `best_step` as read.
+        self._raw_score = score
+        self._raw_best_step = best_step
         self.score = float(score) if completed and score is not None else None
-        self.best_step = data.get("best_step") if completed else None
+        self.best_step = best_step if completed else None
 
     @property
     def objective(self):
@@ -119,7 +182,29 @@ class TrialRecord:
     @property
     def metric_names(self):
         """Names of the metrics this trial logged (the infeasibility marker left out)."""
-        return [name for name in self._metrics if not markers.is_marker(name)]
+        if self._names is None:
+            self._names = [name for name in self._metrics if not markers.is_marker(name)]
+        return list(self._names)
+
+    @property
+    def execution_count(self):
+        """How many executions recorded a value for one step (the most of any step and metric).
+
+        1 for a plain trial, ``executions_per_trial`` when it is above 1, 0
+        when the trial recorded no curve.
+        """
+        if self._executions is None:
+            self.curve_arrays()
+        return self._executions
+
+    def _raw_metrics(self):
+        """KerasTuner's metrics of the trial, read from its ``trial.json`` if the index gave the rest."""
+        if self._metrics is None:
+            data = files.read_json(
+                self._source, "resume the search to run that trial again, or restore the file"
+            )
+            self._metrics = (data.get("metrics") or {}).get("metrics") or {}
+        return self._metrics
 
     def curve_arrays(self):
         """(epochs, {metric: float array}), NaN where a metric has no value at an epoch.
@@ -128,7 +213,9 @@ class TrialRecord:
         value is their mean. Built on first use, then kept.
         """
         if self._curves is None:
-            self._curves = _curves(self._metrics)
+            epochs, columns, executions = _curves(self._raw_metrics())
+            self._curves = (epochs, columns)
+            self._executions = executions
         return self._curves
 
     @property
@@ -138,7 +225,7 @@ class TrialRecord:
 
     def executions(self, metric):
         """dict step -> list of the per-execution values of `metric` (as recorded)."""
-        history = self._metrics.get(metric) or {}
+        history = self._raw_metrics().get(metric) or {}
         return {
             int(obs["step"]): [float(v) for v in obs["value"]]
             for obs in history.get("observations", [])
@@ -150,6 +237,13 @@ class TrialRecord:
         With ``executions_per_trial > 1`` KerasTuner keeps only their mean
         (the trial's score); the study keeps each.
         """
+        if self.execution_count <= 1:
+            # One value per step: the curve holds it (no need for the raw metrics).
+            values = self.curve_arrays()[1].get(metric)
+            if values is None or not np.isfinite(values).any():
+                return []
+            finite = values[np.isfinite(values)]
+            return [float(finite.min() if direction == "min" else finite.max())]
         per_step = self.executions(metric)
         count = max((len(v) for v in per_step.values()), default=0)
         scores = []
@@ -164,24 +258,27 @@ class TrialRecord:
 
 
 def _curves(metrics):
+    """(epochs, {metric: float array}, executions) of KerasTuner's metrics of a trial.
+
+    `executions` is the largest number of values recorded for one step.
+    """
     histories = {}
-    steps = set()
     for name, history in metrics.items():
         if markers.is_marker(name):
             continue
         observations = history.get("observations", []) if isinstance(history, dict) else []
-        histories[name] = observations
-        steps.update(obs["step"] for obs in observations)
-    epochs = np.array(sorted(steps), dtype=np.int64)
-    position = {int(step): i for i, step in enumerate(epochs)}
+        steps = [int(obs["step"]) for obs in observations]
+        recorded = [obs["value"] or () for obs in observations]
+        histories[name] = (steps, recorded)
+    epochs = np.array(sorted({step for steps, _ in histories.values() for step in steps}), np.int64)
+    executions = 0
     columns = {}
-    for name, observations in histories.items():
+    for name, (steps, recorded) in histories.items():
         values = np.full(len(epochs), np.nan)
-        for obs in observations:
-            v = obs["value"]
-            if not v:
-                continue
-            mean = v[0] if len(v) == 1 else sum(v) / len(v)
-            values[position[int(obs["step"])]] = np.nan if mean is None else mean
+        if steps:
+            executions = max(executions, max(map(len, recorded)))
+            means = [v[0] if len(v) == 1 else (sum(v) / len(v) if v else None) for v in recorded]
+            # None (no value) becomes NaN; a step recorded twice keeps its last value.
+            values[np.searchsorted(epochs, steps)] = np.array(means, dtype=float)
         columns[name] = values
-    return epochs, columns
+    return epochs, columns, executions

@@ -23,6 +23,7 @@ from kplaybook.records import files
 from kplaybook.records import layout
 from kplaybook.records import markers
 from kplaybook.records.notes import update_notes
+from kplaybook.records.reader import StudyReader
 from kplaybook.records.steps import write_steps
 from kplaybook.study import Study
 from kplaybook.training import runner
@@ -147,7 +148,25 @@ class StudyTuner(kt.Tuner):
         if dist_utils.is_chief_oracle() and isinstance(self.oracle, PlaybookOracle):
             _start_reaper(self.oracle, self.heartbeat_interval)
         with runner.collections_of_new_objects_only():
-            return super().search(*fit_args, **fit_kwargs)
+            result = super().search(*fit_args, **fit_kwargs)
+        self._refresh_index()
+        return result
+
+    def _refresh_index(self):
+        """Brings the study's trial index up to date (`kplaybook.records.index`).
+
+        The first `kp.Study.load` after the search then decodes no
+        ``trial.json``; only trials that changed are decoded here. A study
+        that cannot be read is left for that load to report.
+        """
+        if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+            return  # a worker: the chief's search keeps the study
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                StudyReader.load(self.project_dir)
+            except (StudyError, OSError):
+                pass
 
     def _check_validation_data(self, fit_kwargs):
         """A validation objective without validation data is an error before any training."""
