@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 
 import keras_tuner as kt
 import numpy as np
@@ -172,3 +173,90 @@ def test_a_study_whose_index_cannot_be_written_still_loads(study_dir):
     assert_same_study(reference, study)
     assert os.path.isdir(layout.index_file)
     assert not [n for n in os.listdir(study_dir) if n.endswith(".tmp")]
+
+
+def _edit(path, change):
+    data = json.loads(open(path).read())
+    change(data)
+    files.write_json(path, data, allow_nan=True)
+
+
+def test_a_folder_named_unlike_its_trial_id_is_still_read_from_the_index(study_dir):
+    _edit(os.path.join(study_dir, "trial_00", "trial.json"), lambda d: d.update(trial_id="0"))
+    first = kp.Study.load(study_dir)
+    stamp = os.stat(StudyLayout(study_dir).index_file).st_mtime_ns
+    second = kp.Study.load(study_dir)
+    assert os.stat(StudyLayout(study_dir).index_file).st_mtime_ns == stamp
+    assert all(record._metrics is None for record in second.trials())
+    assert_same_study(first, second)
+
+
+def _two_executions(data):
+    for history in data["metrics"]["metrics"].values():
+        for obs in history["observations"]:
+            obs["value"] = obs["value"] + [obs["value"][0] + 0.5]
+
+
+def test_a_trial_with_two_executions_keeps_both_in_memory_after_an_indexed_load(study_dir):
+    path = os.path.join(study_dir, "trial_02", "trial.json")
+    _edit(path, _two_executions)
+    first = kp.Study.load(study_dir)
+    stamp = os.stat(StudyLayout(study_dir).index_file).st_mtime_ns
+    second = kp.Study.load(study_dir)
+    assert os.stat(StudyLayout(study_dir).index_file).st_mtime_ns == stamp
+    record = second.trial("02")
+    assert record._metrics is not None and record.execution_count == 2
+    os.remove(path)  # nothing is read from the file after the load
+    scores = record.execution_scores("val_loss", "min")
+    assert len(scores) == 2 and scores[1] == pytest.approx(scores[0] + 0.5)
+    assert second.to_dataframe().set_index("trial_id").loc["02", "executions"] == 2
+    assert_same_study(first, second)
+
+
+def test_per_execution_values_are_read_only_from_the_file_the_study_was_loaded_from(
+    study_dir, monkeypatch
+):
+    kp.Study.load(study_dir)
+    monkeypatch.chdir(os.path.dirname(study_dir))
+    study = kp.Study.load(os.path.basename(study_dir))  # a relative path
+    monkeypatch.chdir("/")
+    assert study.trial("01").executions("loss") == {0: [1.0], 1: [0.8], 2: [0.6]}
+    stale = kp.Study.load(study_dir).trial("03")
+    _edit(os.path.join(study_dir, "trial_03", "trial.json"), lambda d: d.update(score=0.5))
+    with pytest.raises(
+        kp.StudyError, match=r"trial_03/trial\.json changed since the study was loaded"
+    ):
+        stale.executions("loss")
+
+
+def test_an_index_with_an_incomplete_entry_is_rebuilt(study_dir):
+    reference = kp.Study.load(study_dir)
+    layout = StudyLayout(study_dir)
+    with np.load(layout.index_file) as arrays:
+        columns = dict(arrays)
+    meta = json.loads(columns["meta"].tobytes())
+    del meta["summaries"][0]["executions"]
+    columns["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(layout.index_file, "wb") as f:
+        np.savez(f, **columns)
+    assert_same_study(reference, kp.Study.load(study_dir))
+    assert "executions" in index.read_index(layout)["00"].summary
+
+
+def test_a_step_too_large_for_an_int_is_a_one_sentence_error(study_dir):
+    def huge(data):
+        data["metrics"]["metrics"]["loss"]["observations"][0]["step"] = float("inf")
+
+    _edit(os.path.join(study_dir, "trial_01", "trial.json"), huge)
+    with pytest.raises(kp.StudyError, match=r"trial_01/trial\.json cannot be read"):
+        kp.Study.load(study_dir)
+
+
+def test_an_unknown_status_is_warned_about_once_per_load(study_dir):
+    _edit(os.path.join(study_dir, "trial_00", "trial.json"), lambda d: d.update(status="EXPLODED"))
+    for _ in range(2):  # decoded, then from the index
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            study = kp.Study.load(study_dir)
+        said = [w for w in caught if "unknown status 'EXPLODED'" in str(w.message)]
+        assert len(said) == 1 and study.status("00") == "failed"

@@ -37,7 +37,10 @@ import numpy as np
 from kplaybook.records import files
 
 #: Bumped whenever what an entry holds (or how a `TrialRecord` reads it) changes.
-FORMAT = 1
+FORMAT = 2
+
+# What every summary holds, and the types its values may have.
+_SUMMARY_KEYS = ("trial_id", "kt_status", "message", "values", "score", "best_step", "reason")
 
 _META = "meta"
 _EPOCHS = "epochs"
@@ -52,6 +55,8 @@ class Entry:
     """One trial as the index holds it: what `TrialRecord.from_entry` needs.
 
     Attributes:
+        folder_id: the id in the name of the trial's folder (``trial_<id>``),
+            which the index is keyed by.
         digest: hex SHA-1 of the ``trial.json`` bytes it was decoded from.
         summary: dict with ``trial_id``, ``kt_status``, ``message``,
             ``values``, ``score``, ``best_step``, ``reason`` and ``executions``
@@ -61,16 +66,17 @@ class Entry:
             `TrialRecord.curve_arrays` returns them.
     """
 
-    __slots__ = ("digest", "summary", "curves")
+    __slots__ = ("folder_id", "digest", "summary", "curves")
 
-    def __init__(self, digest, summary, curves):
+    def __init__(self, folder_id, digest, summary, curves):
+        self.folder_id = str(folder_id)
         self.digest = digest
         self.summary = summary
         self.curves = curves
 
 
 def read_index(study_layout):
-    """dict trial id -> `Entry` of the study's index; {} when there is none or it cannot be used.
+    """dict folder id -> `Entry` of the study's index; {} when there is none or it cannot be used.
 
     A missing, damaged or other-format index is not an error: the reader
     decodes every ``trial.json`` instead, as without an index.
@@ -99,14 +105,27 @@ def read_index(study_layout):
 
 def _entries(meta, columns):
     names = meta["metrics"]
-    arrays = [columns[f"metric_{j}"] for j in range(len(names))]
+    arrays = [_column(columns, f"metric_{j}", np.float64) for j in range(len(names))]
     used = [0] * len(names)
-    epochs_all = columns[_EPOCHS]
+    epochs_all = _column(columns, _EPOCHS, np.int64)
     start = 0
     entries = {}
-    for summary, own_digest, metric_indices, count in zip(
-        meta["summaries"], meta["digests"], meta["trial_metrics"], meta["epoch_counts"]
-    ):
+    rows = (
+        meta["folders"],
+        meta["summaries"],
+        meta["digests"],
+        meta["trial_metrics"],
+        meta["epoch_counts"],
+    )
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError("the index's lists have different lengths")
+    for folder_id, summary, own_digest, metric_indices, count in zip(*rows):
+        if not isinstance(summary, dict) or any(k not in summary for k in _SUMMARY_KEYS):
+            raise ValueError("an index summary is incomplete")
+        if not isinstance(summary["values"], dict) or not isinstance(
+            summary.get("executions"), int
+        ):
+            raise ValueError("an index summary is malformed")
         end = start + count
         epochs = epochs_all[start:end]
         curves = {}
@@ -114,10 +133,17 @@ def _entries(meta, columns):
             curves[names[j]] = arrays[j][used[j] : used[j] + count]
             used[j] += count
         start = end
-        entries[summary["trial_id"]] = Entry(own_digest, summary, (epochs, curves))
+        entries[str(folder_id)] = Entry(folder_id, own_digest, summary, (epochs, curves))
     if start != len(epochs_all) or any(u != len(a) for u, a in zip(used, arrays)):
         raise ValueError("the index's arrays do not match its summaries")
     return entries
+
+
+def _column(columns, name, dtype):
+    array = columns[name]
+    if array.ndim != 1 or array.dtype != dtype:
+        raise ValueError(f"the index's {name} is not a 1-D {np.dtype(dtype).name} array")
+    return array
 
 
 def write_index(study_layout, entries):
@@ -127,10 +153,11 @@ def write_index(study_layout, entries):
     opened read-only, a full disk): the index is only a cache.
     """
     names, position = [], {}
-    summaries, digests, trial_metrics, epoch_counts = [], [], [], []
+    folders, summaries, digests, trial_metrics, epoch_counts = [], [], [], [], []
     epochs_parts, metric_parts = [], []
     for entry in entries:
         epochs, curves = entry.curves
+        folders.append(entry.folder_id)
         summaries.append(entry.summary)
         digests.append(entry.digest)
         epoch_counts.append(len(epochs))
@@ -147,6 +174,7 @@ def write_index(study_layout, entries):
     meta = {
         "format": FORMAT,
         "metrics": names,
+        "folders": folders,
         "summaries": summaries,
         "digests": digests,
         "trial_metrics": trial_metrics,

@@ -10,6 +10,7 @@ import collections
 import gc
 import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,39 @@ REPLICATE_COLUMNS = [
     "objective",
     "best_step",
 ]
+
+
+def _record_from_entry(entry, retrying, path):
+    """The record of an index entry, or None when the entry cannot give it."""
+    try:
+        return TrialRecord.from_entry(
+            entry, retrying=str(entry.summary["trial_id"]) in retrying, source=path
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # an index written by other code: decode the file
+
+
+def _decode(folder_id, content, own_digest, retrying, path, advice):
+    """(record, index entry) of a trial decoded from its ``trial.json`` bytes."""
+    data = files.parse_json(content, path, advice)
+    try:
+        record = TrialRecord(data, retrying=str(data["trial_id"]) in retrying, source=path)
+        entry = index_module.Entry(
+            folder_id, own_digest, record.entry_summary(), record.curve_arrays()
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
+        raise StudyError(
+            f"{path} cannot be read (a field is missing or malformed: {e!r}); {advice}."
+        ) from None
+    if record.execution_count <= 1:
+        # Its curves are all the study needs of KerasTuner's metrics: let the
+        # decoded JSON (thousands of objects) go now. (Its warnings were given.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            record = TrialRecord.from_entry(
+                entry, retrying=record.trial_id in retrying, source=path
+            )
+    return record, entry
 
 
 def hp_column(name):
@@ -213,7 +247,8 @@ class StudyReader:
         trials, problems, entries, stale = {}, [], [], False
         advice = "resume the search to run that trial again, or restore the file"
         for trial_id, folder in study_layout.trial_dirs().items():
-            path = os.path.join(folder, layout_module.TRIAL_FILE)
+            # Absolute: a record may read its file again after a change of directory.
+            path = os.path.abspath(os.path.join(folder, layout_module.TRIAL_FILE))
             try:
                 with open(path, "rb") as f:
                     content = f.read()
@@ -226,31 +261,17 @@ class StudyReader:
             except OSError as e:
                 raise StudyError(f"{path} cannot be read ({e.strerror or e}); {advice}.") from None
             own_digest = index_module.digest(content)
+            record = None
             entry = indexed.get(trial_id)
             if entry is not None and entry.digest == own_digest:
-                record = TrialRecord.from_entry(
-                    entry, retrying=entry.summary["trial_id"] in retrying, source=path
-                )
-            else:
+                if entry.summary["executions"] > 1:
+                    # Its per-execution values stay with the study once loaded.
+                    record = _decode(trial_id, content, own_digest, retrying, path, advice)[0]
+                else:
+                    record = _record_from_entry(entry, retrying, path)
+            if record is None:
                 stale = True
-                data = files.parse_json(content, path, advice)
-                try:
-                    record = TrialRecord(
-                        data, retrying=str(data["trial_id"]) in retrying, source=path
-                    )
-                    entry = index_module.Entry(
-                        own_digest, record.entry_summary(), record.curve_arrays()
-                    )
-                    if record.execution_count <= 1:
-                        # Its curves are all the study needs of KerasTuner's metrics:
-                        # let the decoded JSON (thousands of objects) go now.
-                        record = TrialRecord.from_entry(
-                            entry, retrying=record.trial_id in retrying, source=path
-                        )
-                except (KeyError, TypeError, ValueError, AttributeError) as e:
-                    raise StudyError(
-                        f"{path} cannot be read (a field is missing or malformed: {e!r}); {advice}."
-                    ) from None
+                record, entry = _decode(trial_id, content, own_digest, retrying, path, advice)
             trials[record.trial_id] = record
             entries.append(entry)
         if stale or len(indexed) != len(entries):

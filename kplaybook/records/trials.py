@@ -13,8 +13,10 @@ import warnings
 import numpy as np
 
 from kplaybook.errors import PlaybookWarning
+from kplaybook.errors import StudyError
 from kplaybook.records import files
 from kplaybook.records import markers
+from kplaybook.records.index import digest as index_digest
 
 #: What `kp.Study` calls a trial's state.
 STATUSES = ("completed", "infeasible", "failed", "running")
@@ -82,6 +84,7 @@ class TrialRecord:
         "_names",
         "_executions",
         "_source",
+        "_digest",
         "_raw_score",
         "_raw_best_step",
     )
@@ -93,6 +96,7 @@ class TrialRecord:
         self._names = None
         self._executions = None
         self._source = source
+        self._digest = None
         self._settle(
             str(data["trial_id"]),
             dict(data["hyperparameters"]["values"]),
@@ -110,7 +114,8 @@ class TrialRecord:
 
         Everything but the per-execution values comes from the entry; those
         (`executions`, and `execution_scores` with ``executions_per_trial > 1``)
-        are read from `source`, the trial's ``trial.json``, when asked for.
+        are read from `source`, the trial's ``trial.json``, when asked for,
+        and only while it still holds the bytes the entry was decoded from.
         """
         summary = entry.summary
         record = cls.__new__(cls)
@@ -119,6 +124,7 @@ class TrialRecord:
         record._names = list(entry.curves[1])
         record._executions = int(summary["executions"])
         record._source = source
+        record._digest = entry.digest
         record._settle(
             str(summary["trial_id"]),
             dict(summary["values"]),
@@ -200,9 +206,21 @@ class TrialRecord:
     def _raw_metrics(self):
         """KerasTuner's metrics of the trial, read from its ``trial.json`` if the index gave the rest."""
         if self._metrics is None:
-            data = files.read_json(
-                self._source, "resume the search to run that trial again, or restore the file"
-            )
+            advice = "load the study again"
+            try:
+                with open(self._source, "rb") as f:
+                    content = f.read()
+            except OSError as e:
+                raise StudyError(
+                    f"{self._source} cannot be read ({e.strerror or e}) to give trial "
+                    f"{self.trial_id}'s per-execution values; {advice}."
+                ) from None
+            if index_digest(content) != self._digest:
+                raise StudyError(
+                    f"{self._source} changed since the study was loaded, so trial "
+                    f"{self.trial_id}'s per-execution values cannot be read from it; {advice}."
+                )
+            data = files.parse_json(content, self._source, advice)
             self._metrics = (data.get("metrics") or {}).get("metrics") or {}
         return self._metrics
 
@@ -260,25 +278,32 @@ class TrialRecord:
 def _curves(metrics):
     """(epochs, {metric: float array}, executions) of KerasTuner's metrics of a trial.
 
-    `executions` is the largest number of values recorded for one step.
+    `executions` is the largest number of values recorded for one step. A
+    step recorded twice keeps its last non-empty value (KerasTuner records
+    each step once).
     """
     histories = {}
+    epochs = set()
     for name, history in metrics.items():
         if markers.is_marker(name):
             continue
         observations = history.get("observations", []) if isinstance(history, dict) else []
-        steps = [int(obs["step"]) for obs in observations]
-        recorded = [obs["value"] or () for obs in observations]
-        histories[name] = (steps, recorded)
-    epochs = np.array(sorted({step for steps, _ in histories.values() for step in steps}), np.int64)
+        recorded = {}
+        for obs in observations:
+            step, value = int(obs["step"]), obs["value"]
+            epochs.add(step)
+            if value:
+                recorded[step] = value
+        histories[name] = recorded
+    epochs = np.array(sorted(epochs), dtype=np.int64)
     executions = 0
     columns = {}
-    for name, (steps, recorded) in histories.items():
+    for name, recorded in histories.items():
         values = np.full(len(epochs), np.nan)
-        if steps:
-            executions = max(executions, max(map(len, recorded)))
-            means = [v[0] if len(v) == 1 else (sum(v) / len(v) if v else None) for v in recorded]
-            # None (no value) becomes NaN; a step recorded twice keeps its last value.
-            values[np.searchsorted(epochs, steps)] = np.array(means, dtype=float)
+        if recorded:
+            executions = max(executions, max(map(len, recorded.values())))
+            means = [v[0] if len(v) == 1 else sum(v) / len(v) for v in recorded.values()]
+            # None (a value not recorded) becomes NaN.
+            values[np.searchsorted(epochs, list(recorded))] = np.array(means, dtype=float)
         columns[name] = values
     return epochs, columns, executions

@@ -165,7 +165,7 @@ class StudyTuner(kt.Tuner):
             warnings.simplefilter("ignore")
             try:
                 StudyReader.load(self.project_dir)
-            except (StudyError, OSError):
+            except Exception:  # noqa: BLE001 - only a cache: the user's own load reports it
                 pass
 
     def _check_validation_data(self, fit_kwargs):
