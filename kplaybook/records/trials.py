@@ -81,7 +81,6 @@ class TrialRecord:
         "message",
         "_metrics",
         "_curves",
-        "_names",
         "_executions",
         "_source",
         "_digest",
@@ -93,7 +92,6 @@ class TrialRecord:
         metrics = data.get("metrics") or {}
         self._metrics = metrics.get("metrics") or {}
         self._curves = None
-        self._names = None
         self._executions = None
         self._source = source
         self._digest = None
@@ -121,7 +119,6 @@ class TrialRecord:
         record = cls.__new__(cls)
         record._metrics = None
         record._curves = entry.curves
-        record._names = list(entry.curves[1])
         record._executions = int(summary["executions"])
         record._source = source
         record._digest = entry.digest
@@ -188,9 +185,9 @@ class TrialRecord:
     @property
     def metric_names(self):
         """Names of the metrics this trial logged (the infeasibility marker left out)."""
-        if self._names is None:
-            self._names = [name for name in self._metrics if not markers.is_marker(name)]
-        return list(self._names)
+        if self._metrics is None:  # from the index: its curves name every metric
+            return list(self._curves[1])
+        return [name for name in self._metrics if not markers.is_marker(name)]
 
     @property
     def execution_count(self):
