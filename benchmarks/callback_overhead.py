@@ -2,15 +2,19 @@
 
 Compares, on the same model, data and number of steps,
 
-- plain ``model.fit`` (the baseline), and
+- plain ``model.fit`` (the baseline),
 - ``model.fit`` with ``GradientNormLogger() + GradientClipping(percentile=90)
   + Warmup(...)`` (per-step global norm, percentile clipping over a 1,000-step
-  history, per-step learning-rate ramp over the first 10% of the steps),
+  history, per-step learning-rate ramp over the first 10% of the steps), and
+- Keras's own exact global-norm clipping, ``Adam(global_clipnorm=1.0)``,
+  with none of the logging: what clipping the whole gradient costs in Keras
+  itself (on one device it is exact; under ``MirroredStrategy`` it clips
+  each replica's share, which is why kplaybook does not use it),
 
 for a small MLP and a small CNN on scikit-learn's digits (offline). Each
 repeat builds a fresh model from the same seed for each variant and times one
 whole ``fit`` of ``--epochs`` epochs of ``--steps-per-epoch`` steps (tracing
-included: both variants trace their train function once), up to the end of
+included: every variant traces its train function once), up to the end of
 its callbacks' ``on_train_end``. The machine may be noisy, so the variants
 are interleaved and their order alternates from repeat to repeat; the ratio
 pairs each repeat's two times and the headline is the median over repeats
@@ -20,24 +24,33 @@ ratio (median epoch time, the first epoch excluded) and the extra
 microseconds per step.
 
 Where the floor is. On CPU every op of the traced step costs its dispatch
-(microseconds) whatever its size, and every extra entry in the step's logs
-costs the host a few more (Keras unpacks and converts each one). The least
-any exact global-norm clipping can add is the norm and the scaling: an
-``l2_loss`` and a multiply per weight tensor, then the ``add_n``, ``sqrt``
-and clip factor (2N + 5 ops for N tensors). The benchmark times exactly
-that, on tensors shaped like the model's weights, in a tight loop against a
-function returning the same tensors unscaled, and prints it beside what the
-callbacks add. The callbacks' traced step adds 2N + 21 ops: the norm and its
-scaling (2N + 6), the finite check (2), recording the norm for the
-percentile and reading the threshold (4), the epoch counts (5), the
-learning rate (1) and packing the step's values into one log output (3),
-which the host unpacks into ``grad_norm``, ``lr``, ``clip_fraction`` and
-``clip_threshold`` when Keras converts the logs. Measured here on the MLP,
-each log entry costs ~20-30 us a step (dropping any one of the four saved
-that much), more than the ops: the entries themselves, not the arithmetic,
-are most of what the callbacks add above the floor. Packing them into one
-output saved ~20 us a step. The percentile itself is recomputed on the host
-every 50 steps, outside the traced step.
+whatever its size, and inside a busy step (the convolutions hold both
+cores) a scalar op's wall time is 2-30 us, not the ~1.5 us it takes in a
+tight loop. Since times are noisy, the benchmark also counts, with
+TensorFlow's profiler, the kernels each variant's step runs: a number that
+does not move with the machine's load. With N weight tensors, Keras's
+``global_clipnorm`` adds 3N + 7 kernels (a square and a sum per tensor, the
+norm, the factor, a multiply per tensor); the callbacks add 2N + 21: the
+norm and its scaling (2N + 6: one ``l2_loss`` and one multiply per tensor),
+the finite check (2), recording the norm for the percentile and reading the
+threshold (4), the epoch counts (5), the learning rate (1) and packing the
+step's values into one log output (3). So for models with more than 14
+weight tensors the callbacks dispatch fewer kernels than Keras's clipping
+alone; for these two tiny models they dispatch 6 (CNN) and 8 (MLP) more.
+The exact-clipping part cannot go below 2N + 5 kernels: the update has to
+wait for the norm of every gradient. The benchmark also times exactly that
+minimum, on tensors shaped like the model's weights, in a tight loop against
+a function returning the same tensors unscaled. The host then unpacks the
+one log output into ``grad_norm``, ``lr``, ``clip_fraction`` and
+``clip_threshold`` when Keras converts the logs (~15 us a step; one output
+rather than four saved ~20 us). The percentile itself is recomputed on the
+host every 50 steps, outside the traced step.
+
+Once per fit, tracing: the hooks add their ops to the traced step, ~0.1 s
+more tracing per fit here (MLP: first batch 1.14 s against 1.03 s plain, and
+each op costs ~0.3 ms to add to a graph whichever TensorFlow API creates it).
+In the 800-step benchmark fit that alone is ~4% of the MLP's ratio and ~1.5%
+of the CNN's; a longer fit dilutes it.
 
 Tried and dropped: keeping the epoch counts and the clipping history on the
 host, from each step's logged values (9 fewer ops in the traced step), was
@@ -58,8 +71,10 @@ Usage:
 """
 
 import argparse
+import glob
 import os
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -138,22 +153,37 @@ class FitTimer(keras.callbacks.Callback):
         self.end = (time.perf_counter(), time.process_time())
 
 
-def one_fit(factory, x, y, epochs, steps_per_epoch, batch_size, instrumented):
-    """(whole fit wall s, its CPU s, median epoch wall s after the first) for one fresh model."""
+VARIANTS = ("plain", "keras_clip", "ours")
+
+
+def build(factory, x, y, epochs, steps_per_epoch, batch_size, variant):
+    """(model, dataset, callbacks) of one variant, from the same seed.
+
+    ``keras_clip`` is Keras's own exact global-norm clipping
+    (``Adam(global_clipnorm=1.0)``; on one device it clips the whole
+    gradient): what any exact global-norm clipping costs in Keras itself,
+    with none of the logging. ``ours`` is the three callbacks on a plain Adam.
+    """
     keras.utils.set_random_seed(0)
     model, reshape = factory()
+    clip = {"global_clipnorm": 1.0} if variant == "keras_clip" else {}
     model.compile(
-        keras.optimizers.Adam(1e-3),
+        keras.optimizers.Adam(1e-3, **clip),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    data = dataset(reshape(x), y, batch_size)
     callbacks = []
-    if instrumented:
+    if variant == "ours":
         callbacks = [
             kp.callbacks.GradientNormLogger(),
             kp.callbacks.GradientClipping(percentile=90),
             kp.callbacks.Warmup(max(1, epochs * steps_per_epoch // 10)),
         ]
+    return model, dataset(reshape(x), y, batch_size), callbacks
+
+
+def one_fit(factory, x, y, epochs, steps_per_epoch, batch_size, variant):
+    """(whole fit wall s, its CPU s, median epoch wall s after the first) for one fresh model."""
+    model, data, callbacks = build(factory, x, y, epochs, steps_per_epoch, batch_size, variant)
     timer = FitTimer()
     start = (time.perf_counter(), time.process_time())
     with warnings.catch_warnings():
@@ -169,6 +199,53 @@ def one_fit(factory, x, y, epochs, steps_per_epoch, batch_size, instrumented):
     wall, cpu = (end - begin for end, begin in zip(timer.end, start))
     steady = statistics.median(timer.times[1:]) if len(timer.times) > 1 else wall
     return wall, cpu, steady
+
+
+def kernels_per_step(factory, x, y, batch_size, variant, steps=20):
+    """How many kernels one train step runs, counted by TensorFlow's profiler; None if unreadable.
+
+    Unlike a time, this count does not move with the machine's load: it is
+    the number of ops the step's executor dispatches (the traced function's
+    kernels, named ``StatefulPartitionedCall/...`` in the trace), after
+    TensorFlow's graph optimisations.
+    """
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        return None
+    model, data, callbacks = build(factory, x, y, 1, steps, batch_size, variant)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kp.PlaybookWarning)
+        model.fit(data, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)  # the plain step
+        with tempfile.TemporaryDirectory() as logdir:
+            tf.profiler.experimental.start(logdir)
+            try:
+                # The variant's callbacks retrace the step before its first call.
+                model.fit(
+                    data,
+                    steps_per_epoch=steps,
+                    epochs=1,
+                    callbacks=callbacks,
+                    shuffle=False,
+                    verbose=0,
+                )
+            finally:
+                tf.profiler.experimental.stop()
+            paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+            if not paths:
+                return None
+            space = xplane_pb2.XSpace()
+            with open(paths[0], "rb") as f:
+                space.ParseFromString(f.read())
+    count = 0
+    for plane in space.planes:
+        names = plane.event_metadata
+        for line in plane.lines:
+            count += sum(
+                names[event.metadata_id].name.startswith("StatefulPartitionedCall/")
+                for event in line.events
+            )
+    return count / steps if count else None
 
 
 def floor_cost(factory):
@@ -206,14 +283,14 @@ def floor_cost(factory):
 
 
 def measure(name, factory, x, y, args):
-    for instrumented in (False, True):  # warm the process (imports, thread pools)
-        one_fit(factory, x, y, 2, 5, args.batch_size, instrumented)
+    for variant in VARIANTS:  # warm the process (imports, thread pools)
+        one_fit(factory, x, y, 2, 5, args.batch_size, variant)
     # "control" is a second plain fit in each repeat: plain against plain (an
     # A/A comparison) shows how far the machine's noise alone moves a ratio.
-    runs = {False: [], True: [], "control": []}
+    runs = {variant: [] for variant in (*VARIANTS, "control")}
     for r in range(args.repeats):
-        order = [False, "control", True] if r % 2 == 0 else [True, "control", False]
-        for variant in order:
+        order = ["plain", "control", "keras_clip", "ours"]
+        for variant in order if r % 2 == 0 else order[::-1]:
             runs[variant].append(
                 one_fit(
                     factory,
@@ -222,42 +299,63 @@ def measure(name, factory, x, y, args):
                     args.epochs,
                     args.steps_per_epoch,
                     args.batch_size,
-                    variant is True,
+                    "plain" if variant == "control" else variant,
                 )
             )
-    control = [c[0] / a[0] for a, c in zip(runs[False], runs["control"])]
-    whole = [b[0] / a[0] for a, b in zip(runs[False], runs[True])]
-    cpu = [b[1] / a[1] for a, b in zip(runs[False], runs[True])]
-    steady = [b[2] / a[2] for a, b in zip(runs[False], runs[True])]
-    plain_step = statistics.median(a[2] for a in runs[False]) / args.steps_per_epoch
-    ours_step = statistics.median(b[2] for b in runs[True]) / args.steps_per_epoch
+
+    def ratios(variant, column=0):
+        return [b[column] / a[column] for a, b in zip(runs["plain"], runs[variant])]
+
+    def summary(values):
+        return f"{statistics.median(values):.3f}x (range {min(values):.3f}-{max(values):.3f})"
+
+    def step_us(variant):
+        return 1e6 * statistics.median(r[2] for r in runs[variant]) / args.steps_per_epoch
+
+    whole = ratios("ours")
     steps = args.epochs * args.steps_per_epoch
     floor, floor_ops = floor_cost(factory)
     tensors = len(factory()[0].trainable_weights)
+    kernels = {v: kernels_per_step(factory, x, y, args.batch_size, v) for v in VARIANTS}
     indent = " " * len(name)
     print(
-        f"{name}: whole fit ({steps} steps) plain {statistics.median(a[0] for a in runs[False]):.3f} s, "
-        f"with callbacks {statistics.median(b[0] for b in runs[True]):.3f} s -> ratio "
-        f"{statistics.median(whole):.3f}x (range {min(whole):.3f}-{max(whole):.3f}, "
-        f"{args.repeats} interleaved repeats)"
+        f"{name}: whole fit ({steps} steps) plain "
+        f"{statistics.median(a[0] for a in runs['plain']):.3f} s, with callbacks "
+        f"{statistics.median(b[0] for b in runs['ours']):.3f} s -> ratio {summary(whole)}, "
+        f"{args.repeats} interleaved repeats"
+    )
+    print(
+        f"{indent}  Keras's own exact clipping (Adam(global_clipnorm=1.0), no logging) in the "
+        f"same repeats: ratio {summary(ratios('keras_clip'))}; ours against it: "
+        f"{summary([o / k for o, k in zip(whole, ratios('keras_clip'))])}"
     )
     print(
         f"{indent}  A/A control, plain against plain in the same repeats: ratio "
-        f"{statistics.median(control):.3f}x (range {min(control):.3f}-{max(control):.3f}): "
-        "a difference of that size is noise"
+        f"{summary(ratios('control'))}: a difference of that size is noise"
     )
     print(
         f"{indent}  its CPU time (ignores time other processes hold the cores): ratio "
-        f"{statistics.median(cpu):.3f}x (range {min(cpu):.3f}-{max(cpu):.3f})"
+        f"{summary(ratios('ours', 1))}"
     )
     print(
-        f"{indent}  steady state: {1e6 * plain_step:.0f} us/step plain, "
-        f"{1e6 * ours_step:.0f} us/step with callbacks -> ratio {statistics.median(steady):.3f}x "
-        f"({1e6 * (ours_step - plain_step):+.0f} us/step)"
+        f"{indent}  steady state: {step_us('plain'):.0f} us/step plain, "
+        f"{step_us('keras_clip'):.0f} with Keras's clipping, {step_us('ours'):.0f} with "
+        f"callbacks -> ratio {statistics.median(ratios('ours', 2)):.3f}x "
+        f"({step_us('ours') - step_us('plain'):+.0f} us/step)"
     )
+    if all(kernels.values()):
+        print(
+            f"{indent}  kernels per step (TensorFlow's profiler; does not move with load): "
+            f"plain {kernels['plain']:.0f}, Keras's clipping "
+            f"{kernels['keras_clip'] - kernels['plain']:+.0f}, callbacks "
+            f"{kernels['ours'] - kernels['plain']:+.0f}"
+        )
+    else:
+        print(f"{indent}  kernels per step: this TensorFlow's profiler trace could not be read")
     print(
         f"{indent}  floor: the global norm and scaling of its {tensors} weight tensors "
-        f"alone ({floor_ops} ops) cost {floor:.0f} us/step here (~{floor / floor_ops:.1f} us/op)"
+        f"alone ({floor_ops} ops) cost {floor:.0f} us/step in a tight loop "
+        f"(~{floor / floor_ops:.1f} us/op)"
     )
     return statistics.median(whole)
 
