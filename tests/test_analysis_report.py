@@ -2,7 +2,9 @@
 
 import json
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -62,7 +64,12 @@ def run_study(directory, name, trials_per_study, seed):
 def studies(tmp_path_factory):
     """Two real studies (6 and 2 trials per depth), each with 2 seed replicates of its best trials."""
     directory = tmp_path_factory.mktemp("studies")
-    tuner_a = run_study(directory, "a", trials_per_study=6, seed=0)
+    # The search records the command that re-runs it, from sys.argv: set it to
+    # this file's, as `python tests/test_analysis_report.py` would (a pytest-xdist
+    # worker's own argv is "-c", which has no script to re-run).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [__file__, "--studies"])
+        tuner_a = run_study(directory, "a", trials_per_study=6, seed=0)
     study_a = tuner_a.study()
     replicates_a = study_a.replicate(top_k=1, seeds=2)  # reuses the search's arguments
     tuner_b = run_study(directory, "b", trials_per_study=2, seed=1)
@@ -169,7 +176,8 @@ def test_export_writes_every_file_and_the_report_opens_in_chromium(studies, tmp_
     assert len(pd.read_csv(out / "best_per_scientific.csv")) == 2
     row = pd.read_csv(out / "spreadsheet_row.csv").iloc[0]
     assert row["study"] == "a" and row["goal"] == "Does depth help? (a)"
-    assert row["trials"] == 12 and isinstance(row["command"], str)
+    assert row["trials"] == 12
+    assert row["command"] == shlex.join(["python", __file__, "--studies"])
     assert row["best"] == pytest.approx(study.best_per_scientific()["objective"].min())
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert {"axis.png", "isolation.png", "curves.png", "sampling.png"} <= set(pngs)

@@ -56,6 +56,11 @@ def test_a_search_freezes_survivors_and_unfreezes_them_at_its_end(tmp_path, digi
     assert alive() is None  # unfrozen after it: collected as usual
 
 
+def frozen(obj):
+    """Whether `obj` is frozen: `gc.get_objects()` lists every generation but the permanent one."""
+    return not any(o is obj for o in gc.get_objects())
+
+
 def test_nothing_is_frozen_when_the_user_froze_first_or_disabled_the_collector():
     gc.unfreeze()
     gc.freeze()
@@ -63,8 +68,11 @@ def test_nothing_is_frozen_when_the_user_froze_first_or_disabled_the_collector()
     with runner.collections_of_new_objects_only():
         garbage = [Cycle() for _ in range(10)]
         runner.freeze_survivors()
-        assert gc.get_freeze_count() == before
-    assert gc.get_freeze_count() == before
+        # Not `== before`: an object frozen earlier may be freed meanwhile (by
+        # another thread, e.g. pytest-xdist's), which lowers the count.
+        assert gc.get_freeze_count() <= before
+        assert not frozen(garbage) and not frozen(garbage[0])
+    assert gc.get_freeze_count() <= before
     del garbage
 
     gc.unfreeze()
