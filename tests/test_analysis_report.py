@@ -64,9 +64,9 @@ def run_study(directory, name, trials_per_study, seed):
 def studies(tmp_path_factory):
     """Two real studies (6 and 2 trials per depth), each with 2 seed replicates of its best trials."""
     directory = tmp_path_factory.mktemp("studies")
-    # The search records the command that re-runs it, from sys.argv: set it to
-    # this file's, as `python tests/test_analysis_report.py` would (a pytest-xdist
-    # worker's own argv is "-c", which has no script to re-run).
+    # The search records the command that re-runs it, from sys.argv; a known
+    # script path makes it deterministic (a pytest-xdist worker's own argv is
+    # "-c", which has no script to re-run, so no command is recorded).
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", [__file__, "--studies"])
         tuner_a = run_study(directory, "a", trials_per_study=6, seed=0)
